@@ -1,0 +1,1 @@
+// Placeholder so a module library exists before its first source file.

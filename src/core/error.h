@@ -20,8 +20,8 @@ std::string cat(const Args&... args) {
   return os.str();
 }
 
-#define PCONV_CHECK(cond, ...)                            \
-  do {                                                    \
+#define PCONV_CHECK(cond, ...)                                    \
+  do {                                                            \
     if (!(cond)) throw ::pconv::Error(::pconv::cat(__VA_ARGS__)); \
   } while (0)
 

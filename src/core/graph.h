@@ -15,8 +15,8 @@ namespace pconv {
 
 enum class OpKind {
   Input,
-  Conv,           // any kernel, stride, padding, groups (depthwise when groups == in == out)
-  BatchNorm,      // per channel, affine
+  Conv,       // any kernel, stride, padding, groups (depthwise when groups == in == out)
+  BatchNorm,  // per channel, affine
   ReLU,
   ReLU6,
   MaxPool,
@@ -66,15 +66,16 @@ struct Node {
 };
 
 enum class ParamRole { Weight, Bias, Gamma, Beta, RunningMean, RunningVar };
-const char* role_name(ParamRole r);  // "weight", "bias", "gamma", "beta", "running_mean", "running_var"
+const char* role_name(
+    ParamRole r);  // "weight", "bias", "gamma", "beta", "running_mean", "running_var"
 std::string param_key(const std::string& layer, ParamRole r);  // "conv1/weight"
 
 struct ParamSpec {
   std::string key;    // "<layer>/<role>"
   std::string layer;  // node name
   ParamRole role;
-  Shape shape;        // conv weight OIHW with I = in/groups; linear weight {out, in}
-  bool trainable;     // false for BN running statistics
+  Shape shape;     // conv weight OIHW with I = in/groups; linear weight {out, in}
+  bool trainable;  // false for BN running statistics
 };
 
 using ParamMap = std::map<std::string, Tensor>;
@@ -97,15 +98,15 @@ class Graph {
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(int i) const { return nodes_.at(static_cast<size_t>(i)); }
   int size() const { return static_cast<int>(nodes_.size()); }
-  int find(const std::string& name) const;  // -1 when absent
+  int find(const std::string& name) const;   // -1 when absent
   int output() const { return size() - 1; }  // the last node is the output (logits)
   const Shape& input_shape() const;
   int num_classes() const;  // elements of the output
 
   std::vector<ParamSpec> params() const;
-  int64_t macs() const;                           // multiply-accumulates per sample
-  int64_t layer_macs(int i) const;                // of one node (conv and linear; else 0)
-  std::string summary() const;                    // human-readable table
+  int64_t macs() const;             // multiply-accumulates per sample
+  int64_t layer_macs(int i) const;  // of one node (conv and linear; else 0)
+  std::string summary() const;      // human-readable table
 
   nlohmann::json to_json() const;
   // `where` names the source in errors ("model.h5:/graph", "config.json:$.model.graph").

@@ -13,10 +13,16 @@ void log_line(LogLevel l, const std::string& msg);
 double wall_seconds();  // monotonic seconds since process start
 
 template <typename... Args>
-void log_info(const Args&... a) { log_line(LogLevel::Info, cat(a...)); }
+void log_info(const Args&... a) {
+  log_line(LogLevel::Info, cat(a...));
+}
 template <typename... Args>
-void log_warn(const Args&... a) { log_line(LogLevel::Warn, cat(a...)); }
+void log_warn(const Args&... a) {
+  log_line(LogLevel::Warn, cat(a...));
+}
 template <typename... Args>
-void log_debug(const Args&... a) { log_line(LogLevel::Debug, cat(a...)); }
+void log_debug(const Args&... a) {
+  log_line(LogLevel::Debug, cat(a...));
+}
 
 }  // namespace pconv

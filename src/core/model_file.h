@@ -21,20 +21,20 @@
 namespace pconv {
 
 struct PruningState {
-  std::vector<uint16_t> library;                        // 9-bit masks, bit r*3+c
+  std::vector<uint16_t> library;                         // 9-bit masks, bit r*3+c
   std::map<std::string, std::vector<int8_t>> layer_ids;  // per layer O*I, row-major, -1 = removed
   nlohmann::json info = nlohmann::json::object();        // method, rates, per-layer notes
   bool empty() const { return library.empty() && layer_ids.empty(); }
 };
 
 struct TrainState {
-  std::string stage;  // "pretrain", "admm", "prune", "retrain"
-  int epoch = 0;      // epochs completed in this stage
-  int64_t step = 0;   // optimizer steps completed in this stage
-  std::string rng;    // serialized std::mt19937_64 (operator<<)
+  std::string stage;                                 // "pretrain", "admm", "prune", "retrain"
+  int epoch = 0;                                     // epochs completed in this stage
+  int64_t step = 0;                                  // optimizer steps completed in this stage
+  std::string rng;                                   // serialized std::mt19937_64 (operator<<)
   nlohmann::json metrics = nlohmann::json::array();  // one object per finished epoch
   nlohmann::json extra = nlohmann::json::object();   // module state that is not a tensor (rho, ...)
-  std::map<std::string, Tensor> tensors;             // "optim/momentum/conv1/weight", "admm/Z/conv2", ...
+  std::map<std::string, Tensor> tensors;  // "optim/momentum/conv1/weight", "admm/Z/conv2", ...
 };
 
 struct ModelFile {

@@ -27,10 +27,13 @@ Tensor::Tensor(Shape shape, float fill) : shape_(std::move(shape)) {
   data_.assign(static_cast<size_t>(numel(shape_)), fill);
 }
 
-void Tensor::fill(float v) { std::fill(data_.begin(), data_.end(), v); }
+void Tensor::fill(float v) {
+  std::fill(data_.begin(), data_.end(), v);
+}
 
 void Tensor::reshape(Shape shape) {
-  PCONV_CHECK(numel(shape) == size(), "cannot reshape ", shape_str(shape_), " to ", shape_str(shape));
+  PCONV_CHECK(numel(shape) == size(), "cannot reshape ", shape_str(shape_), " to ",
+              shape_str(shape));
   shape_ = std::move(shape);
 }
 
@@ -40,6 +43,8 @@ double sum_squares(const float* x, int64_t n) {
   return s;
 }
 
-double norm2(const Tensor& t) { return std::sqrt(sum_squares(t.data(), t.size())); }
+double norm2(const Tensor& t) {
+  return std::sqrt(sum_squares(t.data(), t.size()));
+}
 
 }  // namespace pconv

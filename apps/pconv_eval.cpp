@@ -1,0 +1,107 @@
+// pconv-eval MODEL.h5: top-1 / top-5 accuracy of a model on a data set's test (or train) split.
+#include <omp.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "core/json_reader.h"
+#include "core/model_file.h"
+#include "data/dataset.h"
+#include "pipeline/provenance.h"
+#include "train/trainer.h"
+
+namespace {
+void usage() {
+  std::puts(
+      "usage: pconv-eval MODEL.h5 [options]\n"
+      "  --data cifar10|folder  data set kind (default cifar10)\n"
+      "  --root DIR             data set root (default: auto for cifar10)\n"
+      "  --split test|train     which split (default test)\n"
+      "  --image-size N         input size for folder data sets (default: the model's)\n"
+      "  --limit N              class-balanced subset of N images\n"
+      "  --batch N              batch size (default 256)\n"
+      "  --threads N            compute threads (default: every core)\n"
+      "  --json FILE            also write the result as JSON");
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pconv;
+  set_command_line(command_line(argc, argv));
+  try {
+    std::string model, json_out, split = "test";
+    nlohmann::json dj = nlohmann::json::object();
+    int batch = 256;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto value = [&]() -> std::string {
+        PCONV_CHECK(i + 1 < argc, a, " needs a value");
+        return argv[++i];
+      };
+      if (a == "-h" || a == "--help") {
+        usage();
+        return 0;
+      } else if (a == "--data") {
+        dj["dataset"] = value();
+      } else if (a == "--root") {
+        dj["root"] = value();
+      } else if (a == "--split") {
+        split = value();
+        PCONV_CHECK(split == "test" || split == "train", "--split must be test or train");
+      } else if (a == "--image-size") {
+        dj["image_size"] = std::stoi(value());
+      } else if (a == "--limit") {
+        dj[split == "train" ? "train_limit" : "test_limit"] = std::stoi(value());
+      } else if (a == "--batch") {
+        batch = std::stoi(value());
+      } else if (a == "--threads") {
+        omp_set_num_threads(std::stoi(value()));
+      } else if (a == "--json") {
+        json_out = value();
+      } else if (!a.empty() && a[0] == '-') {
+        throw Error(cat("unknown option ", a, " (see --help)"));
+      } else {
+        model = a;
+      }
+    }
+    if (model.empty()) {
+      usage();
+      return 2;
+    }
+    ModelFile m = load_model(model);
+    if (!dj.contains("image_size")) dj["image_size"] = m.graph.input_shape()[1];
+    JsonReader r(dj, "--data", "command line");
+    data::DataConfig dc = data::parse_data_config(r);
+    if (split == "train") dc.augment = false;
+    auto ds = data::open_dataset(dc, split == "train" ? data::Split::Train : data::Split::Test);
+    PCONV_CHECK(ds->num_classes() == m.graph.num_classes(), model, ": the model has ",
+                m.graph.num_classes(), " outputs but the data set ", ds->num_classes(), " classes");
+    Net net(m.graph, m.params);
+    data::LoaderOptions lo;
+    lo.batch_size = batch;
+    lo.shuffle = lo.augment = lo.drop_last = false;
+    data::BatchLoader loader(*ds, lo);
+    EvalResult e = evaluate(net, loader, "eval");
+    std::printf("%s on %s (%lld images): top1 %.4f  top5 %.4f  loss %.4f  (%.1fs, %.0f img/s)\n",
+                model.c_str(), ds->describe().c_str(), static_cast<long long>(e.images), e.top1,
+                e.top5, e.loss, e.seconds, e.images / e.seconds);
+    if (!json_out.empty()) {
+      nlohmann::json j{{"model", model},
+                       {"dataset", dc.dataset},
+                       {"split", split},
+                       {"images", e.images},
+                       {"test_top1", e.top1},
+                       {"test_top5", e.top5},
+                       {"loss", e.loss},
+                       {"seconds", e.seconds},
+                       {"commit", git_commit()},
+                       {"command", recorded_command_line()},
+                       {"threads", omp_get_max_threads()}};
+      std::ofstream(json_out) << j.dump(2) << "\n";
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pconv-eval: error: %s\n", e.what());
+    return 1;
+  }
+}

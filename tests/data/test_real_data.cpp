@@ -150,5 +150,43 @@ TEST(RealData, ImagenetSampleEvalBatches) {
   }
 }
 
+// Throughput of the loader alone (no compute), 1 worker, augmentation on. A measurement, not a
+// check: run with --gtest_also_run_disabled_tests --gtest_filter=*Throughput*.
+TEST(RealData, DISABLED_LoaderThroughput) {
+  SKIP_WITHOUT("cifar10-jpeg.tar.gz");
+  DataConfig cfg;
+  auto train = open_dataset(cfg, Split::Train);
+  LoaderOptions opt;  // batch 128, shuffle, augment, 1 worker, prefetch 3
+  BatchLoader loader(*train, opt);
+  Batch batch;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    loader.start_epoch(epoch);
+    const double t0 = wall_seconds();
+    int64_t n = 0;
+    while (loader.next(batch)) n += batch.size();
+    const double dt = wall_seconds() - t0;
+    std::printf("cifar10 train epoch %d: %lld images in %.2f s = %.0f images/s\n", epoch,
+                static_cast<long long>(n), dt, n / dt);
+    EXPECT_EQ(n, 50000 / 128 * 128);
+  }
+
+  DataConfig icfg;
+  icfg.dataset = "folder";
+  icfg.root = imagenet_sample_root();
+  icfg.train_split = "val";
+  icfg.image_size = 224;
+  auto inet = open_dataset(icfg, Split::Train);
+  opt.batch_size = 25;
+  BatchLoader iloader(*inet, opt);
+  int64_t n = 0;
+  const double t0 = wall_seconds();
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    iloader.start_epoch(epoch);
+    while (iloader.next(batch)) n += batch.size();
+  }
+  const double dt = wall_seconds() - t0;
+  std::printf("imagenet sample, random-resized crop 224: %.0f images/s\n", n / dt);
+}
+
 }  // namespace
 }  // namespace pconv::data

@@ -1,0 +1,143 @@
+// conv2d over oneDNN: any kernel, stride, padding, groups (depthwise = groups == channels).
+#include "train/layers/layer.h"
+
+namespace pconv::train {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+using tag = memory::format_tag;
+constexpr auto f32 = memory::data_type::f32;
+
+class ConvLayer final : public Layer {
+ public:
+  using Layer::Layer;
+
+  memory::desc init_forward(const std::vector<memory::desc>& src, int64_t batch) override {
+    PCONV_CHECK(src.size() == 1 && src[0].dims().size() == 4, where(),
+                ": needs one {N,C,H,W} input");
+    const ConvAttrs& a = node_.conv();
+    const auto d = src[0].dims();
+    const int64_t ic = d[1], ih = d[2], iw = d[3];
+    const int64_t oc = a.out_channels, g = a.groups;
+    PCONV_CHECK(g >= 1 && ic % g == 0 && oc % g == 0, where(), ": groups ", g,
+                " must divide in_channels ", ic, " and out_channels ", oc);
+    const int64_t oh = node_.out.at(1), ow = node_.out.at(2);
+    wdims_ = g > 1 ? memory::dims{g, oc / g, ic / g, a.kernel_h, a.kernel_w}
+                   : memory::dims{oc, ic, a.kernel_h, a.kernel_w};
+    strides_ = {a.stride_h, a.stride_w};
+    pl_ = {a.pad_h, a.pad_w};
+    pr_ = {pad_right(ih, a.kernel_h, a.stride_h, a.pad_h, oh),
+           pad_right(iw, a.kernel_w, a.stride_w, a.pad_w, ow)};
+    src_any_ = memory::desc({batch, ic, ih, iw}, f32, tag::any);
+    dst_any_ = memory::desc({batch, oc, oh, ow}, f32, tag::any);
+    w_any_ = memory::desc(wdims_, f32, tag::any);
+    b_any_ = a.bias ? memory::desc({oc}, f32, tag::any) : memory::desc();
+    try {
+      dnnl::convolution_forward::desc desc(prop_kind::forward_training,
+                                           algorithm::convolution_direct, src_any_, w_any_, b_any_,
+                                           dst_any_, strides_, pl_, pr_);
+      fwd_pd_ = dnnl::convolution_forward::primitive_desc(desc, ctx_.attr(), ctx_.eng);
+    } catch (const dnnl::error& e) {
+      throw Error(cat(where(), ": oneDNN rejects the convolution (", e.what(), ")"));
+    }
+    ctx_.reserve_scratchpad(fwd_pd_);
+    return fwd_pd_.dst_desc();
+  }
+
+  void bind_forward(const std::vector<memory>& src, const memory& dst) override {
+    src_ = Converted(ctx_, src[0], fwd_pd_.src_desc());
+    w_ = PlainParam(ctx_, node_.name + "/weight", plain_desc(wdims_), fwd_pd_.weights_desc());
+    if (node_.conv().bias)
+      b_ = PlainParam(ctx_, node_.name + "/bias", plain_desc({node_.conv().out_channels}),
+                      fwd_pd_.bias_desc());
+    dst_ = dst;
+    fwd_ = dnnl::convolution_forward(fwd_pd_);
+  }
+
+  void forward(bool) override {
+    src_.run(ctx_);
+    Args args{
+        {DNNL_ARG_SRC, src_.mem()}, {DNNL_ARG_WEIGHTS, w_.refresh(ctx_)}, {DNNL_ARG_DST, dst_}};
+    if (node_.conv().bias) args[DNNL_ARG_BIAS] = b_.refresh(ctx_);
+    ctx_.exec(fwd_, args);
+  }
+
+  void bind_backward(const memory& diff_dst, const std::vector<memory>& diff_src) override {
+    const bool bias = node_.conv().bias;
+    dnnl::convolution_backward_weights::desc wdesc(algorithm::convolution_direct, src_any_, w_any_,
+                                                   b_any_, dst_any_, strides_, pl_, pr_);
+    bw_pd_ =
+        dnnl::convolution_backward_weights::primitive_desc(wdesc, ctx_.attr(), ctx_.eng, fwd_pd_);
+    ctx_.reserve_scratchpad(bw_pd_);
+    bw_src_ = Converted(ctx_, src_.mem(), bw_pd_.src_desc());
+    bw_ddst_ = Converted(ctx_, diff_dst, bw_pd_.diff_dst_desc());
+    dw_ = PlainGrad(ctx_, node_.name + "/weight", plain_desc(wdims_), bw_pd_.diff_weights_desc());
+    if (bias)
+      db_ = PlainGrad(ctx_, node_.name + "/bias", plain_desc({node_.conv().out_channels}),
+                      bw_pd_.diff_bias_desc());
+    bw_ = dnnl::convolution_backward_weights(bw_pd_);
+    has_bd_ = !diff_src.empty() && static_cast<bool>(diff_src[0]);
+    if (!has_bd_) return;
+    dnnl::convolution_backward_data::desc ddesc(algorithm::convolution_direct, src_any_, w_any_,
+                                                dst_any_, strides_, pl_, pr_);
+    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(ddesc, ctx_.attr(), ctx_.eng, fwd_pd_);
+    ctx_.reserve_scratchpad(bd_pd_);
+    bd_ddst_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc()
+                   ? bw_ddst_
+                   : Converted(ctx_, diff_dst, bd_pd_.diff_dst_desc());
+    bd_ddst_shared_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc();
+    bd_w_shared_ = bd_pd_.weights_desc() == fwd_pd_.weights_desc();
+    if (!bd_w_shared_)
+      bd_w_ = PlainParam(ctx_, node_.name + "/weight", plain_desc(wdims_), bd_pd_.weights_desc());
+    bd_dsrc_ = Delivered(ctx_, bd_pd_.diff_src_desc(), diff_src[0]);
+    bd_ = dnnl::convolution_backward_data(bd_pd_);
+  }
+
+  void backward() override {
+    bw_ddst_.run(ctx_);
+    bw_src_.run(ctx_);
+    Args wargs{{DNNL_ARG_SRC, bw_src_.mem()},
+               {DNNL_ARG_DIFF_DST, bw_ddst_.mem()},
+               {DNNL_ARG_DIFF_WEIGHTS, dw_.target(ctx_)}};
+    if (node_.conv().bias) wargs[DNNL_ARG_DIFF_BIAS] = db_.target(ctx_);
+    ctx_.exec(bw_, wargs);
+    dw_.deliver(ctx_);
+    if (node_.conv().bias) db_.deliver(ctx_);
+    if (!has_bd_) return;
+    if (!bd_ddst_shared_) bd_ddst_.run(ctx_);
+    Args dargs{{DNNL_ARG_DIFF_DST, bd_ddst_.mem()},
+               {DNNL_ARG_WEIGHTS, bd_w_shared_ ? w_.refresh(ctx_) : bd_w_.refresh(ctx_)},
+               {DNNL_ARG_DIFF_SRC, bd_dsrc_.work()}};
+    ctx_.exec(bd_, dargs);
+    bd_dsrc_.run(ctx_);
+  }
+
+ private:
+  memory::dims wdims_, strides_, pl_, pr_;
+  memory::desc src_any_, dst_any_, w_any_, b_any_;
+  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  dnnl::convolution_forward fwd_;
+  Converted src_;
+  PlainParam w_, b_;
+  memory dst_;
+
+  dnnl::convolution_backward_weights::primitive_desc bw_pd_;
+  dnnl::convolution_backward_weights bw_;
+  Converted bw_src_, bw_ddst_;
+  PlainGrad dw_, db_;
+  bool has_bd_ = false, bd_ddst_shared_ = false, bd_w_shared_ = false;
+  dnnl::convolution_backward_data::primitive_desc bd_pd_;
+  dnnl::convolution_backward_data bd_;
+  Converted bd_ddst_;
+  PlainParam bd_w_;
+  Delivered bd_dsrc_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_conv(Context& ctx, const Node& n) {
+  return std::make_unique<ConvLayer>(ctx, n);
+}
+
+}  // namespace pconv::train

@@ -1,0 +1,534 @@
+// Generator core: memory planning, weight file layout and the emission of every layer, written
+// once against the Target spellings. The OpenCL dialect (codegen_opencl.cpp) reuses the plan and
+// the tile bodies and overrides only the function wrappers and the host side.
+#include "deploy/codegen.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "deploy/codegen_internal.h"
+
+namespace pconv::deploy {
+
+namespace fs = std::filesystem;
+
+std::string spell(const std::string& pat, const std::vector<std::string>& a) {
+  std::string s;
+  for (size_t i = 0; i < pat.size(); ++i) {
+    if (pat[i] == '$' && i + 1 < pat.size() && pat[i + 1] >= '0' && pat[i + 1] <= '9') {
+      s += a.at(static_cast<size_t>(pat[i + 1] - '0'));
+      ++i;
+    } else {
+      s += pat[i];
+    }
+  }
+  return s;
+}
+
+static int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+Plan make_plan(const DeployModel& dm, const Target& t) {
+  Plan P;
+  const int V = t.vec;
+  const size_t n = dm.ops.size();
+  P.geom.resize(n);
+  P.slot.assign(n, -1);
+  P.woff.assign(n, -1);
+  P.boff.assign(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    const Op& op = dm.ops[i];
+    Geom& g = P.geom[i];
+    if (op.type == OpType::Flatten) {
+      g = P.geom[static_cast<size_t>(op.inputs[0])];
+      continue;
+    }
+    g.c = op.c;
+    g.h = op.h;
+    g.w = op.w;
+    bool flat = op.type == OpType::Linear || op.type == OpType::GlobalAvgPool;
+    if (op.type == OpType::Activation || op.type == OpType::Affine || op.type == OpType::Add)
+      flat = P.geom[static_cast<size_t>(op.inputs[0])].flat;
+    g.flat = flat;
+    if (!flat) {
+      g.rs = V + round_up(op.w, V) + V;
+      g.ps = (op.h + 2) * g.rs;
+      g.org = g.rs + V;
+    }
+  }
+  // Liveness: a value dies after its last reader (a flatten forwards its readers to its source).
+  std::vector<int> last(n, -1);
+  auto src_of = [&](int x) {
+    while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
+      x = dm.ops[static_cast<size_t>(x)].inputs[0];
+    return x;
+  };
+  for (size_t i = 0; i < n; ++i)
+    for (int x : dm.ops[i].inputs) last[static_cast<size_t>(src_of(x))] = static_cast<int>(i);
+  last[static_cast<size_t>(src_of(dm.output))] = static_cast<int>(n);
+  // Greedy slot reuse: best fit among free slots, slots grow to their largest tenant.
+  std::vector<int64_t> slot_size;
+  std::vector<int> slot_free_at;  // op index after which the slot is free again
+  for (size_t i = 0; i < n; ++i) {
+    if (dm.ops[i].type == OpType::Flatten) continue;
+    const int64_t need = round_up(P.geom[i].floats() + V, 16);
+    int best = -1;
+    for (size_t s = 0; s < slot_size.size(); ++s) {
+      if (slot_free_at[s] >= static_cast<int>(i)) continue;  // inputs of op i are still read
+      if (best < 0 ||
+          std::abs(slot_size[s] - need) < std::abs(slot_size[static_cast<size_t>(best)] - need))
+        best = static_cast<int>(s);
+    }
+    if (best < 0) {
+      best = static_cast<int>(slot_size.size());
+      slot_size.push_back(0);
+      slot_free_at.push_back(0);
+    }
+    slot_size[static_cast<size_t>(best)] = std::max(slot_size[static_cast<size_t>(best)], need);
+    slot_free_at[static_cast<size_t>(best)] = std::max(last[i], static_cast<int>(i));
+    P.slot[i] = best;
+  }
+  int64_t off = 0;
+  for (int64_t s : slot_size) {
+    P.slot_off.push_back(off);
+    off += s;
+  }
+  P.arena_floats = off;
+  // Weight sections, each 64-byte aligned.
+  auto put = [&](const void* data, size_t words) {
+    const int64_t at = static_cast<int64_t>(P.words.size());
+    P.words.resize(static_cast<size_t>(round_up(at + static_cast<int64_t>(words), 16)), 0u);
+    if (words) std::memcpy(&P.words[static_cast<size_t>(at)], data, words * 4);
+    return at;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    const Op& op = dm.ops[i];
+    if (op.type == OpType::Conv) {
+      if (conv_kind(op) == ConvKind::Generic) {
+        const std::vector<float> w = generic_conv_weight(dm, op);
+        P.woff[i] = put(w.data(), w.size());
+      } else {
+        P.woff[i] = put(op.plan.words.data(), op.plan.words.size());
+      }
+      P.boff[i] = put(op.plan.bias.data(), op.plan.bias.size());
+    } else if (op.type == OpType::Linear) {
+      const std::vector<float> w = linear_packed_weight(dm, op);
+      P.woff[i] = put(w.data(), w.size());
+      P.boff[i] = put(op.bias.data(), op.bias.size());
+    } else if (op.type == OpType::Affine) {
+      const std::vector<int> ord = channel_order(dm.ops[static_cast<size_t>(op.inputs[0])]);
+      std::vector<float> s, h;
+      for (int p = 0; p < op.c; ++p) {
+        s.push_back(op.scale[static_cast<size_t>(ord[static_cast<size_t>(p)])]);
+        h.push_back(op.shift[static_cast<size_t>(ord[static_cast<size_t>(p)])]);
+      }
+      P.woff[i] = put(s.data(), s.size());
+      P.boff[i] = put(h.data(), h.size());
+    }
+  }
+  return P;
+}
+
+std::vector<Tap> mask_taps(uint16_t mask, int K) {
+  std::vector<Tap> taps;
+  const int pad = (K - 1) / 2;
+  int j = 0;
+  for (int b = 0; b < K * K; ++b)
+    if (mask >> b & 1) taps.push_back({b / K - pad, b % K - pad, j++});
+  return taps;
+}
+
+std::string header_comment(const std::string& what, const std::string& tmpl, const Target& t,
+                           const DeployModel& dm) {
+  return cat("// ", what, "\n// Generated by pconv-deploy (src/deploy/", tmpl, ") for target \"",
+             t.name, "\", model \"", dm.model_name, "\". Do not edit.\n");
+}
+
+// One row-streamed tile of R output rows x T vectors for one filter: accumulators stay in
+// registers over every kept kernel; per mask a branch-free loop over (channel, taps) records in
+// which each input vector is loaded once and feeds every tap and output row that uses it.
+void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom& gi, const Geom& go,
+                    int R, int T, const std::string& ind, int* kernels) {
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  auto acc = [](int r, int x) { return cat("acc", r, "_", x); };
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < T; ++x)
+      os << ind << t.vtype << " " << acc(r, x) << " = " << spell(t.set1, {"bias"}) << ";\n";
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(taps.size());
+    ++*kernels;
+    os << ind << "// pattern " << m << ": mask 0x" << std::hex
+       << op.plan.masks[static_cast<size_t>(m)] << std::dec << ", " << nt << " taps\n";
+    os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    const std::string in2 = ind + "  ";
+    os << in2 << "const float* ic = in + ("
+       << "(long)r[0]) * " << gi.ps << ";\n";
+    for (const Tap& tp : taps)
+      os << in2 << "const " << t.vtype << " w" << tp.j << " = "
+         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+    const int pad = (op.k - 1) / 2;
+    for (int iy = -pad; iy < R + pad; ++iy) {
+      // Taps reading input row iy: output row iy - dy.
+      std::vector<Tap> use;
+      for (const Tap& tp : taps)
+        if (iy - tp.dy >= 0 && iy - tp.dy < R) use.push_back(tp);
+      if (use.empty()) continue;
+      bool need_l = false, need_r = false, need_c = false;
+      for (const Tap& tp : use) {
+        need_l |= tp.dx < 0;
+        need_r |= tp.dx > 0;
+        need_c |= tp.dx == 0;
+      }
+      const bool stream = !t.shl.empty();
+      const int lo = (stream && need_l) ? -1 : 0, hi = (stream && need_r) ? T : T - 1;
+      os << in2 << "{\n";
+      const std::string in3 = in2 + "  ";
+      auto row = [&](int64_t add) { return cat("ic + ", iy * gi.rs + add); };
+      if (stream || need_c)
+        for (int x = lo; x <= hi; ++x)
+          os << in3 << "const " << t.vtype << " a" << x + 1 << " = "
+             << spell(t.load, {row(static_cast<int64_t>(x) * V)}) << ";\n";
+      for (int x = 0; x < T; ++x) {
+        std::string L, Rv;
+        if (need_l)
+          L = stream ? spell(t.shl, {cat("a", x + 1), cat("a", x)})
+                     : spell(t.loadu, {row(static_cast<int64_t>(x) * V - 1)});
+        if (need_r)
+          Rv = stream ? spell(t.shr, {cat("a", x + 1), cat("a", x + 2)})
+                      : spell(t.loadu, {row(static_cast<int64_t>(x) * V + 1)});
+        if (need_l) os << in3 << "const " << t.vtype << " l" << x << " = " << L << ";\n";
+        if (need_r) os << in3 << "const " << t.vtype << " q" << x << " = " << Rv << ";\n";
+        for (const Tap& tp : use) {
+          const std::string v = tp.dx < 0 ? cat("l", x) : tp.dx > 0 ? cat("q", x) : cat("a", x + 1);
+          const std::string a = acc(iy - tp.dy, x);
+          os << in3 << a << " = " << spell(t.fma, {v, cat("w", tp.j), a}) << ";\n";
+        }
+      }
+      os << in2 << "}\n";
+    }
+    os << ind << "}\n";
+  }
+  (void)go;
+}
+
+void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
+                     const std::string& ind) {
+  const int V = t.vec;
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < T; ++x) {
+      std::string a = cat("acc", r, "_", x);
+      if (op.act != Act::None) a = spell(t.max, {a, t.zero});
+      if (op.act == Act::ReLU6) a = spell(t.min, {a, spell(t.set1, {"6.0f"})});
+      os << ind << spell(t.store, {cat("out + ", r * go.rs + static_cast<int64_t>(x) * V), a})
+         << ";\n";
+    }
+}
+
+namespace {
+
+const char* act_code(Act a) {
+  return a == Act::None ? "0" : a == Act::ReLU ? "1" : "2";
+}
+
+std::string geom_lit(const Geom& g) {
+  return cat("pc_geom{", g.c, ", ", g.h, ", ", g.w, ", ", g.rs, ", ", g.ps, ", ", g.org, ", ",
+             g.flat ? 1 : 0, "}");
+}
+
+template <typename T>
+std::string array_lit(const std::vector<T>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? (i % 16 ? ", " : ",\n    ") : "") << v[i];
+  return os.str();
+}
+
+void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
+                 GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const int nvec = static_cast<int>((op.w + V - 1) / V);
+  const int T = std::min(nvec, t.max_tile_vecs);
+  const int R = std::max(1, std::min(op.h, t.acc_budget / T));
+  const int XT = nvec / T, TR = nvec % T, HB = op.h / R, RR = op.h % R;
+  const std::string fn = cat("L", i);
+  std::vector<std::pair<int, int>> variants = {{R, T}};
+  if (TR) variants.push_back({R, TR});
+  if (RR) variants.push_back({RR, T});
+  if (RR && TR) variants.push_back({RR, TR});
+  for (auto [r, x] : variants) {
+    if ((r == R && HB == 0) || (x == T && XT == 0)) continue;
+    os << "static inline void " << fn << "_tile_" << r << "x" << x
+       << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT r, "
+          "const int* PC_RESTRICT cnt, float bias) {\n";
+    emit_tile_body(os, t, op, gi, go, r, x, "  ", &res.pattern_kernels);
+    emit_tile_store(os, t, op, go, r, x, "  ");
+    os << "}\n\n";
+  }
+  std::vector<int64_t> offs;
+  for (int64_t o : op.plan.filter_offset) offs.push_back(o);
+  os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
+     << array_lit(op.plan.counts) << "};\n";
+  os << "// " << op.source << ": sparse " << op.k << "x" << op.k << " s1, " << op.in_c << "x"
+     << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
+     << " masks, tile " << R << " rows x " << T << " vectors of " << V << "\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts) "
+        "{\n";
+  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "    const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
+  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+  os << "    const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
+  os << "    const float* ib = in + " << gi.org << ";\n";
+  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  auto call = [&](const std::string& ind, int r, int x, const std::string& y0,
+                  const std::string& x0) {
+    os << ind << fn << "_tile_" << r << "x" << x << "(ib + " << y0 << " * " << gi.rs << " + " << x0
+       << ", ob + " << y0 << " * " << go.rs << " + " << x0 << ", r, cnt, bias);\n";
+  };
+  auto rowblock = [&](const std::string& ind, int r, const std::string& y0) {
+    if (XT > 0) {
+      os << ind << "for (int x0 = 0; x0 < " << XT * T * V << "; x0 += " << T * V << ")\n";
+      call(ind + "  ", r, T, y0, "x0");
+    }
+    if (TR) call(ind, r, TR, y0, cat(XT * T * V));
+  };
+  if (HB > 0) {
+    os << "    for (int y0 = 0; y0 < " << HB * R << "; y0 += " << R << ") {\n";
+    rowblock("      ", R, "y0");
+    os << "    }\n";
+  }
+  if (RR) rowblock("    ", RR, cat(HB * R));
+  os << "  }\n}\n\n";
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse"},
+                        {"masks", M},
+                        {"tile_rows", R},
+                        {"tile_vecs", T},
+                        {"vec", V}});
+}
+
+void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
+                  GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int M = static_cast<int>(op.plan.masks.size());
+  const std::string fn = cat("L", i);
+  std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
+  os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
+     << array_lit(op.plan.counts) << "};\n";
+  os << "// " << op.source << ": sparse 3x3 s2 (per-pixel), " << op.in_c << "x" << op.in_h << "x"
+     << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts) "
+        "{\n";
+  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "    const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
+  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+  os << "    const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
+  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
+     << "; ++x) ob[y * " << go.rs << " + x] = bias;\n";
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(taps.size());
+    ++res.pattern_kernels;
+    os << "    // pattern " << m << ": mask 0x" << std::hex << op.plan.masks[static_cast<size_t>(m)]
+       << std::dec << "\n";
+    os << "    for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    os << "      const float* ic = in + " << gi.org << " + (long)r[0] * " << gi.ps << ";\n";
+    for (const Tap& tp : taps)
+      os << "      const float w" << tp.j << " = pc_f(r[" << tp.j + 1 << "]);\n";
+    os << "      for (int y = 0; y < " << op.h << "; ++y) {\n";
+    os << "        const float* iy = ic + (long)(2 * y) * " << gi.rs << ";\n";
+    os << "        float* oy = ob + y * " << go.rs << ";\n";
+    os << "        for (int x = 0; x < " << op.w << "; ++x) oy[x] += ";
+    for (size_t k = 0; k < taps.size(); ++k)
+      os << (k ? " + " : "") << "w" << taps[k].j << " * iy[2 * x + "
+         << taps[k].dy * gi.rs + taps[k].dx << "]";
+    os << ";\n      }\n    }\n";
+  }
+  if (op.act != Act::None) {
+    os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
+       << "; ++x) {\n";
+    os << "        float v = ob[y * " << go.rs << " + x];\n        v = v > 0.0f ? v : 0.0f;\n";
+    if (op.act == Act::ReLU6) os << "        v = v < 6.0f ? v : 6.0f;\n";
+    os << "        ob[y * " << go.rs << " + x] = v;\n      }\n";
+  }
+  os << "  }\n}\n\n";
+  res.layers.push_back(
+      {{"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}});
+}
+
+}  // namespace
+
+std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan& P,
+                              GenResult& res) {
+  std::ostringstream os;
+  os << header_comment("pconv_model.cpp: the model's layers and the C API.", "codegen.cpp", t, dm);
+  os << "#include \"pconv_model.h\"\n#include \"pconv_ops.h\"\n";
+  if (!t.include.empty()) os << t.include << "\n";
+  os << "\n";
+  // Layers.
+  std::vector<std::string> calls;
+  for (size_t i = 1; i < dm.ops.size(); ++i) {
+    const Op& op = dm.ops[i];
+    if (op.type == OpType::Flatten) continue;
+    auto buf = [&](int x) {
+      const size_t s = static_cast<size_t>(x);
+      int y = x;
+      while (dm.ops[static_cast<size_t>(y)].type == OpType::Flatten)
+        y = dm.ops[static_cast<size_t>(y)].inputs[0];
+      (void)s;
+      return cat("A + ", P.slot_off[static_cast<size_t>(P.slot[static_cast<size_t>(y)])]);
+    };
+    const std::string out = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[i])]);
+    const std::string gin = geom_lit(P.geom[static_cast<size_t>(op.inputs[0])]);
+    const std::string gout = geom_lit(P.geom[i]);
+    std::string call;
+    switch (op.type) {
+      case OpType::Conv:
+        switch (conv_kind(op)) {
+          case ConvKind::Sparse:
+            emit_sparse(os, t, dm, P, i, res);
+            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            break;
+          case ConvKind::SparseStrided:
+            emit_strided(os, t, dm, P, i, res);
+            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            break;
+          case ConvKind::Generic:
+            call = cat("pc_conv_generic(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout,
+                       ", pc_fp(W + ", P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", op.k, ", ",
+                       op.stride, ", ", op.pad, ", ", op.groups, ", ", act_code(op.act), ")");
+            res.layers.push_back({{"op", i}, {"name", op.name}, {"kind", "generic_conv"}});
+            break;
+        }
+        break;
+      case OpType::MaxPool:
+      case OpType::AvgPool:
+        call = cat("pc_pool(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout, ", ", op.pool_k,
+                   ", ", op.pool_stride, ", ", op.pool_pad, ", ",
+                   op.type == OpType::MaxPool ? 1 : 0, ")");
+        break;
+      case OpType::GlobalAvgPool:
+        call = cat("pc_gap(", buf(op.inputs[0]), ", ", gin, ", ", out, ")");
+        break;
+      case OpType::Linear:
+        call =
+            cat("pc_linear(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", op.c, ", pc_fp(W + ",
+                P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act), ")");
+        break;
+      case OpType::Add:
+        call = cat("pc_add(", buf(op.inputs[0]), ", ", buf(op.inputs[1]), ", ", out, ", ", gout,
+                   ", ", act_code(op.act), ")");
+        break;
+      case OpType::Affine:
+        call = cat("pc_affine(", buf(op.inputs[0]), ", ", out, ", ", gout, ", pc_fp(W + ",
+                   P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act), ")");
+        break;
+      case OpType::Activation:
+        call =
+            cat("pc_act(", buf(op.inputs[0]), ", ", out, ", ", gout, ", ", act_code(op.act), ")");
+        break;
+      default:
+        throw Error(
+            cat("layer \"", op.name, "\": internal error: no emitter for ", op_type_name(op.type)));
+    }
+    calls.push_back(cat("  ", call, ";  // ", op.source));
+    if (!P.geom[i].flat) calls.push_back(cat("  pc_zero_border(", out, ", ", gout, ");"));
+  }
+  const Geom& gin = P.geom[0];
+  const Geom& gout = P.geom[static_cast<size_t>(dm.output)];
+  os << "struct pconv_model {\n  float* arena;\n  uint32_t* weights;\n};\n\n";
+  os << "static const unsigned long long PC_WEIGHT_WORDS = " << P.words.size() << "ULL;\n";
+  os << "static const unsigned long long PC_WEIGHT_SUM = " << weight_checksum(P.words) << "ULL;\n";
+  os << "static const unsigned long long PC_ARENA_FLOATS = " << P.arena_floats << "ULL;\n\n";
+  os << "pconv_model* pconv_create(const char* weights_path) {\n"
+        "  uint32_t* w = pc_load_weights(weights_path, PC_WEIGHT_WORDS, PC_WEIGHT_SUM);\n"
+        "  if (!w) return 0;\n"
+        "  pconv_model* m = new pconv_model;\n"
+        "  m->weights = w;\n"
+        "  m->arena = pc_alloc_zero(PC_ARENA_FLOATS);\n"
+        "  return m;\n}\n\n";
+  os << "void pconv_destroy(pconv_model* m) {\n  if (!m) return;\n  pc_free(m->arena);\n  "
+        "pc_free(m->weights);\n  delete m;\n}\n\n";
+  os << "int pconv_input_size(void) { return " << gin.c * gin.h * gin.w << "; }\n";
+  os << "int pconv_output_size(void) { return " << gout.c * gout.h * gout.w << "; }\n\n";
+  os << "int pconv_run(pconv_model* m, const float* input, float* output) {\n";
+  os << "  if (!m || !input || !output) return 1;\n";
+  os << "  float* A = m->arena;\n  const uint32_t* W = m->weights;\n  (void)W;\n";
+  const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
+  os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
+  os << "  pc_zero_border(" << in_buf << ", " << geom_lit(gin) << ");\n";
+  for (const std::string& c : calls) os << c << "\n";
+  os << "  pc_get(A + " << P.slot_off[static_cast<size_t>(P.slot[static_cast<size_t>(dm.output)])]
+     << ", " << geom_lit(gout) << ", output);\n";
+  os << "  return 0;\n}\n";
+  return os.str();
+}
+
+uint64_t weight_checksum(const std::vector<uint32_t>& w) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over the words
+  for (uint32_t x : w) {
+    h ^= x;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+void write_file(const std::string& path, const std::string& text, GenResult& res) {
+  std::ofstream f(path);
+  PCONV_CHECK(f.good(), "cannot write ", path);
+  f << text;
+  PCONV_CHECK(f.good(), "error writing ", path);
+  res.files.push_back(path);
+}
+
+void write_weights(const std::string& path, const std::vector<uint32_t>& words, GenResult& res) {
+  std::ofstream f(path, std::ios::binary);
+  PCONV_CHECK(f.good(), "cannot write ", path);
+  const char magic[8] = {'P', 'C', 'O', 'N', 'V', 'W', '0', '1'};
+  const uint64_t n = words.size(), sum = weight_checksum(words);
+  f.write(magic, 8);
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(reinterpret_cast<const char*>(&sum), 8);
+  f.write(reinterpret_cast<const char*>(words.data()), static_cast<std::streamsize>(n * 4));
+  PCONV_CHECK(f.good(), "error writing ", path);
+  res.files.push_back(path);
+  res.weight_words = static_cast<int64_t>(n);
+}
+
+GenResult generate(const DeployModel& dm, const Target& t, const std::string& out_dir) {
+  fs::create_directories(out_dir);
+  GenResult res;
+  const Plan P = make_plan(dm, t);
+  res.arena_floats = P.arena_floats;
+  if (t.family == "opencl") {
+    generate_opencl(dm, t, P, out_dir, res);
+  } else {
+    write_file(out_dir + "/pconv_model.cpp", emit_model_source(dm, t, P, res), res);
+    write_file(out_dir + "/pconv_ops.h", ops_header(t, dm), res);
+    write_file(out_dir + "/pconv_model.h", api_header(t, dm), res);
+    write_file(out_dir + "/runner.cpp", runner_source(t, dm), res);
+    write_file(out_dir + "/CMakeLists.txt", cmake_source(t, dm), res);
+  }
+  write_weights(out_dir + "/weights.bin", P.words, res);
+  return res;
+}
+
+}  // namespace pconv::deploy

@@ -1,0 +1,49 @@
+// Shared between the generator core and its dialects/templates; not a public interface.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "deploy/codegen.h"
+
+namespace pconv::deploy {
+
+// Memory and weight layout of one generated model (independent of the dialect).
+struct Plan {
+  std::vector<Geom> geom;         // per op (a flatten shares its source's)
+  std::vector<int> slot;          // per op: arena slot (-1 for flatten)
+  std::vector<int64_t> slot_off;  // per slot: float offset in the arena
+  int64_t arena_floats = 0;
+  std::vector<uint32_t> words;      // the weights file body
+  std::vector<int64_t> woff, boff;  // per op: word offsets of weights / bias (or scale / shift)
+};
+
+struct Tap {
+  int dy, dx, j;  // offsets from the output pixel; j = weight index within the record
+};
+
+Plan make_plan(const DeployModel& dm, const Target& t);
+std::vector<Tap> mask_taps(uint16_t mask, int K);
+std::string spell(const std::string& pat, const std::vector<std::string>& args);
+std::string header_comment(const std::string& what, const std::string& tmpl, const Target& t,
+                           const DeployModel& dm);
+uint64_t weight_checksum(const std::vector<uint32_t>& w);
+void write_file(const std::string& path, const std::string& text, GenResult& res);
+
+void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom& gi, const Geom& go,
+                    int R, int T, const std::string& ind, int* kernels);
+void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
+                     const std::string& ind);
+
+// Templates (codegen_templates.cpp).
+std::string ops_header(const Target& t, const DeployModel& dm);
+std::string api_header(const Target& t, const DeployModel& dm);
+std::string runner_source(const Target& t, const DeployModel& dm);
+std::string cmake_source(const Target& t, const DeployModel& dm);
+
+// The OpenCL dialect (codegen_opencl.cpp).
+void generate_opencl(const DeployModel& dm, const Target& t, const Plan& P,
+                     const std::string& out_dir, GenResult& res);
+
+}  // namespace pconv::deploy

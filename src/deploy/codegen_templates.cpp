@@ -1,0 +1,420 @@
+// Fixed parts of a generated model: the C API header, the portable ops of non-pattern layers,
+// the runner and the build file. Raw-string templates; each output names this file.
+#include "core/error.h"
+#include "deploy/codegen_internal.h"
+
+namespace pconv::deploy {
+
+std::string api_header(const Target& t, const DeployModel& dm) {
+  return header_comment("pconv_model.h: C API of a generated model.", "codegen_templates.cpp", t,
+                        dm) +
+         R"PC(#ifndef PCONV_MODEL_H
+#define PCONV_MODEL_H
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pconv_model pconv_model;
+
+/* Loads the packed weights and allocates every buffer once. NULL on error (printed to stderr). */
+pconv_model* pconv_create(const char* weights_path);
+/* One sample: input NCHW floats (pconv_input_size()), output logits (pconv_output_size()).
+   Allocates nothing. Returns 0 on success. */
+int pconv_run(pconv_model* model, const float* input, float* output);
+void pconv_destroy(pconv_model* model);
+int pconv_input_size(void);
+int pconv_output_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
+)PC";
+}
+
+std::string ops_header(const Target& t, const DeployModel& dm) {
+  return header_comment("pconv_ops.h: portable ops for non-pattern layers and buffers.",
+                        "codegen_templates.cpp", t, dm) +
+         R"PC(#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#ifdef _OPENMP
+#define PC_OMP_FOR _Pragma("omp parallel for schedule(static)")
+#define PC_OMP_FOR_CYCLIC _Pragma("omp parallel for schedule(static, 1)")
+#else
+#define PC_OMP_FOR
+#define PC_OMP_FOR_CYCLIC
+#endif
+#define PC_RESTRICT __restrict__
+
+// Activation layout: per channel a plane of ps floats, interior (0,0) at org, rows of rs floats.
+struct pc_geom {
+  int c, h, w;
+  long rs, ps, org;
+  int flat;
+};
+
+static inline float pc_f(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+static inline const float* pc_fp(const uint32_t* p) { return reinterpret_cast<const float*>(p); }
+static inline float pc_maxf(float a, float b) { return a > b ? a : b; }
+static inline float pc_minf(float a, float b) { return a < b ? a : b; }
+static inline float pc_act(float v, int act) {
+  if (act >= 1) v = v > 0.0f ? v : 0.0f;
+  if (act == 2) v = v < 6.0f ? v : 6.0f;
+  return v;
+}
+static inline float* pc_at(float* b, const pc_geom& g, int c, int y, int x) {
+  return b + (long)c * g.ps + g.org + (long)y * g.rs + x;
+}
+static inline const float* pc_at(const float* b, const pc_geom& g, int c, int y, int x) {
+  return b + (long)c * g.ps + g.org + (long)y * g.rs + x;
+}
+
+static inline float* pc_alloc_zero(unsigned long long n) {
+  const size_t bytes = ((size_t)n * 4 + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes ? bytes : 64));
+  if (p) std::memset(p, 0, bytes);
+  return p;
+}
+static inline void pc_free(void* p) { std::free(p); }
+
+// Weights file: "PCONVW01", uint64 word count, uint64 FNV-1a checksum, words.
+static inline uint32_t* pc_load_weights(const char* path, unsigned long long words,
+                                        unsigned long long sum) {
+  FILE* f = std::fopen(path, "rb");
+  if (!f) {
+    std::fprintf(stderr, "pconv: cannot open weights file %s\n", path);
+    return nullptr;
+  }
+  char magic[8];
+  unsigned long long n = 0, s = 0;
+  if (std::fread(magic, 1, 8, f) != 8 || std::memcmp(magic, "PCONVW01", 8) != 0 ||
+      std::fread(&n, 8, 1, f) != 1 || std::fread(&s, 8, 1, f) != 1) {
+    std::fprintf(stderr, "pconv: %s is not a pconv weights file\n", path);
+    std::fclose(f);
+    return nullptr;
+  }
+  if (n != words || s != sum) {
+    std::fprintf(stderr, "pconv: %s holds %llu words (checksum %llx), this model needs %llu (%llx)\n",
+                 path, n, s, words, sum);
+    std::fclose(f);
+    return nullptr;
+  }
+  uint32_t* w = reinterpret_cast<uint32_t*>(pc_alloc_zero(words));
+  if (!w || std::fread(w, 4, words, f) != words) {
+    std::fprintf(stderr, "pconv: %s is truncated\n", path);
+    std::fclose(f);
+    pc_free(w);
+    return nullptr;
+  }
+  std::fclose(f);
+  unsigned long long h = 1469598103934665603ULL;
+  for (unsigned long long i = 0; i < words; ++i) {
+    h ^= w[i];
+    h *= 1099511628211ULL;
+  }
+  if (h != sum) {
+    std::fprintf(stderr, "pconv: %s is corrupt (checksum mismatch)\n", path);
+    pc_free(w);
+    return nullptr;
+  }
+  return w;
+}
+
+static inline void pc_put(const float* src, float* dst, pc_geom g) {
+  for (int c = 0; c < g.c; ++c)
+    for (int y = 0; y < g.h; ++y)
+      std::memcpy(pc_at(dst, g, c, y, 0), src + ((long)c * g.h + y) * g.w, sizeof(float) * g.w);
+}
+static inline void pc_get(const float* src, pc_geom g, float* dst) {
+  for (int c = 0; c < g.c; ++c)
+    for (int y = 0; y < g.h; ++y)
+      for (int x = 0; x < g.w; ++x) dst[((long)c * g.h + y) * g.w + x] = *pc_at(src, g, c, y, x);
+}
+
+// Zeroes everything of a mapped tensor but its interior (buffers are reused across layers, and
+// the pattern kernels read the border as padding).
+static inline void pc_zero_border(float* b, pc_geom g) {
+  if (g.flat) return;
+  const long col = g.org % g.rs;
+  PC_OMP_FOR
+  for (int c = 0; c < g.c; ++c) {
+    float* p = b + (long)c * g.ps;
+    std::memset(p, 0, sizeof(float) * g.rs);
+    std::memset(p + (long)(g.h + 1) * g.rs, 0, sizeof(float) * g.rs);
+    for (int y = 0; y < g.h; ++y) {
+      float* row = p + (long)(y + 1) * g.rs;
+      std::memset(row, 0, sizeof(float) * col);
+      std::memset(row + col + g.w, 0, sizeof(float) * (g.rs - col - g.w));
+    }
+  }
+}
+
+// Dense conv with bounds checks (first layers with large kernels, odd strides, groups).
+static inline void pc_conv_generic(const float* in, pc_geom gi, float* out, pc_geom go,
+                                   const float* w, const float* b, int K, int S, int P, int G,
+                                   int act) {
+  const int Ig = gi.c / G, Og = go.c / G;
+  PC_OMP_FOR
+  for (int o = 0; o < go.c; ++o) {
+    const int g0 = (o / Og) * Ig;
+    for (int oy = 0; oy < go.h; ++oy)
+      for (int ox = 0; ox < go.w; ++ox) {
+        float s = b[o];
+        for (int i = 0; i < Ig; ++i)
+          for (int r = 0; r < K; ++r) {
+            const int iy = oy * S - P + r;
+            if (iy < 0 || iy >= gi.h) continue;
+            for (int q = 0; q < K; ++q) {
+              const int ix = ox * S - P + q;
+              if (ix < 0 || ix >= gi.w) continue;
+              s += w[(((long)o * Ig + i) * K + r) * K + q] * *pc_at(in, gi, g0 + i, iy, ix);
+            }
+          }
+        *pc_at(out, go, o, oy, ox) = pc_act(s, act);
+      }
+  }
+}
+
+// Max (max = 1) or average (padding excluded from the divisor) pooling.
+static inline void pc_pool(const float* in, pc_geom gi, float* out, pc_geom go, int K, int S, int P,
+                           int max) {
+  PC_OMP_FOR
+  for (int c = 0; c < go.c; ++c)
+    for (int oy = 0; oy < go.h; ++oy)
+      for (int ox = 0; ox < go.w; ++ox) {
+        float m = -INFINITY, s = 0.0f;
+        int n = 0;
+        for (int r = 0; r < K; ++r)
+          for (int q = 0; q < K; ++q) {
+            const int iy = oy * S - P + r, ix = ox * S - P + q;
+            if (iy < 0 || iy >= gi.h || ix < 0 || ix >= gi.w) continue;
+            const float v = *pc_at(in, gi, c, iy, ix);
+            m = v > m ? v : m;
+            s += v;
+            ++n;
+          }
+        *pc_at(out, go, c, oy, ox) = max ? m : s / (float)(n > 0 ? n : 1);
+      }
+}
+
+static inline void pc_gap(const float* in, pc_geom gi, float* out) {
+  PC_OMP_FOR
+  for (int c = 0; c < gi.c; ++c) {
+    float s = 0.0f;
+    for (int y = 0; y < gi.h; ++y)
+      for (int x = 0; x < gi.w; ++x) s += *pc_at(in, gi, c, y, x);
+    out[c] = s / (float)(gi.h * gi.w);
+  }
+}
+
+// Features in (channel position, y, x) order; the generator rearranged the weight columns.
+static inline void pc_linear(const float* in, pc_geom gi, float* out, int O, const float* w,
+                             const float* b, int act) {
+  const long F = (long)gi.c * gi.h * gi.w;
+  PC_OMP_FOR
+  for (int o = 0; o < O; ++o) {
+    const float* wo = w + (long)o * F;
+    float s = b[o];
+    if (gi.flat) {
+      for (long f = 0; f < F; ++f) s += wo[f] * in[f];
+    } else {
+      for (int c = 0; c < gi.c; ++c)
+        for (int y = 0; y < gi.h; ++y) {
+          const float* row = pc_at(in, gi, c, y, 0);
+          const float* wr = wo + ((long)c * gi.h + y) * gi.w;
+          for (int x = 0; x < gi.w; ++x) s += wr[x] * row[x];
+        }
+    }
+    out[o] = pc_act(s, act);
+  }
+}
+
+static inline void pc_add(const float* a, const float* b, float* out, pc_geom g, int act) {
+  PC_OMP_FOR
+  for (int c = 0; c < g.c; ++c)
+    for (int y = 0; y < g.h; ++y)
+      for (int x = 0; x < g.w; ++x)
+        *pc_at(out, g, c, y, x) = pc_act(*pc_at(a, g, c, y, x) + *pc_at(b, g, c, y, x), act);
+}
+
+static inline void pc_affine(const float* in, float* out, pc_geom g, const float* s, const float* t,
+                             int act) {
+  PC_OMP_FOR
+  for (int c = 0; c < g.c; ++c)
+    for (int y = 0; y < g.h; ++y)
+      for (int x = 0; x < g.w; ++x)
+        *pc_at(out, g, c, y, x) = pc_act(s[c] * *pc_at(in, g, c, y, x) + t[c], act);
+}
+
+static inline void pc_act(const float* in, float* out, pc_geom g, int act) {
+  PC_OMP_FOR
+  for (int c = 0; c < g.c; ++c)
+    for (int y = 0; y < g.h; ++y)
+      for (int x = 0; x < g.w; ++x) *pc_at(out, g, c, y, x) = pc_act(*pc_at(in, g, c, y, x), act);
+}
+)PC";
+}
+
+std::string runner_source(const Target& t, const DeployModel& dm) {
+  return header_comment("runner.cpp: classifies a raw float tensor or a PPM image.",
+                        "codegen_templates.cpp", t, dm) +
+         R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
+//               [--repeat N] [--threads N]
+// The raw input is pconv_input_size() float32 values in NCHW order. A binary PPM (P6) image is
+// resized (nearest) to the model's input and scaled to [0, 1], channels R, G, B.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "pconv_model.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static bool read_ppm(const char* path, std::vector<float>& x, int n) {
+  FILE* f = std::fopen(path, "rb");
+  if (!f) return false;
+  int w = 0, h = 0, mx = 0;
+  if (std::fscanf(f, "P6 %d %d %d", &w, &h, &mx) != 3 || w <= 0 || h <= 0 || mx <= 0 || mx > 255) {
+    std::fclose(f);
+    return false;
+  }
+  std::fgetc(f);
+  std::vector<unsigned char> px((size_t)w * h * 3);
+  const bool ok = std::fread(px.data(), 1, px.size(), f) == px.size();
+  std::fclose(f);
+  if (!ok) return false;
+  int side = 1;
+  while (3 * (side + 1) * (side + 1) <= n) ++side;  // square inputs of 3 channels
+  if (3 * side * side != n) return false;
+  x.assign((size_t)n, 0.0f);
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < side; ++y)
+      for (int q = 0; q < side; ++q) {
+        const int sy = y * h / side, sx = q * w / side;
+        x[((size_t)c * side + y) * side + q] = px[((size_t)sy * w + sx) * 3 + c] / (float)mx;
+      }
+  return true;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--repeat N] [--threads N]\n", argv[0]);
+    return 2;
+  }
+  const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr;
+  int repeat = 1, threads = 0;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "runner: %s needs a value\n", argv[i]);
+      return 2;
+    }
+    if (a == "--input") in_path = argv[++i];
+    else if (a == "--image") img_path = argv[++i];
+    else if (a == "--output") out_path = argv[++i];
+    else if (a == "--repeat") repeat = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--threads") threads = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "runner: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
+#ifdef _OPENMP
+  if (threads > 0) omp_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+  const int n = pconv_input_size(), k = pconv_output_size();
+  std::vector<float> x((size_t)n), y((size_t)k);
+  if (in_path) {
+    FILE* f = std::fopen(in_path, "rb");
+    if (!f || std::fread(x.data(), 4, (size_t)n, f) != (size_t)n) {
+      std::fprintf(stderr, "runner: %s must hold %d float32 values\n", in_path, n);
+      if (f) std::fclose(f);
+      return 1;
+    }
+    std::fclose(f);
+  } else if (img_path) {
+    if (!read_ppm(img_path, x, n)) {
+      std::fprintf(stderr, "runner: %s is not a binary PPM (P6) image, or the model input is not 3xSxS\n", img_path);
+      return 1;
+    }
+  } else {
+    std::fprintf(stderr, "runner: give --input or --image\n");
+    return 2;
+  }
+  pconv_model* m = pconv_create(argv[1]);
+  if (!m) return 1;
+  if (pconv_run(m, x.data(), y.data()) != 0) return 1;  // warm-up
+  std::vector<double> ms;
+  for (int r = 0; r < repeat; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pconv_run(m, x.data(), y.data());
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  std::vector<int> idx((size_t)k);
+  for (int i = 0; i < k; ++i) idx[(size_t)i] = i;
+  std::partial_sort(idx.begin(), idx.begin() + std::min(5, k), idx.end(),
+                    [&](int a, int b) { return y[(size_t)a] > y[(size_t)b]; });
+  std::printf("top-5:");
+  for (int i = 0; i < std::min(5, k); ++i) std::printf(" %d (%.5g)", idx[(size_t)i], y[(size_t)idx[(size_t)i]]);
+  std::printf("\nlatency_ms median %.4f min %.4f max %.4f over %d runs\n", ms[ms.size() / 2], ms.front(),
+              ms.back(), repeat);
+  if (out_path) {
+    FILE* f = std::fopen(out_path, "wb");
+    if (!f || std::fwrite(y.data(), 4, (size_t)k, f) != (size_t)k) {
+      std::fprintf(stderr, "runner: cannot write %s\n", out_path);
+      if (f) std::fclose(f);
+      return 1;
+    }
+    std::fclose(f);
+  }
+  pconv_destroy(m);
+  return 0;
+}
+)PC";
+}
+
+std::string cmake_source(const Target& t, const DeployModel& dm) {
+  std::string flags = t.cflags;
+  std::string s = "# " +
+                  std::string("CMakeLists.txt: builds the generated model and its runner.\n") +
+                  "# Generated by pconv-deploy (src/deploy/codegen_templates.cpp) for target \"" +
+                  t.name + "\", model \"" + dm.model_name + "\". Do not edit.\n";
+  s += "cmake_minimum_required(VERSION 3.16)\nproject(pconv_model LANGUAGES CXX)\n"
+       "set(CMAKE_CXX_STANDARD 17)\nset(CMAKE_CXX_STANDARD_REQUIRED ON)\n"
+       "if(NOT CMAKE_BUILD_TYPE)\n  set(CMAKE_BUILD_TYPE Release)\nendif()\n"
+       "find_package(OpenMP)\n";
+  if (t.family == "opencl") {
+    s += "find_package(OpenCL REQUIRED)\n"
+         "add_library(pconv_model STATIC pconv_model.cpp)\n"
+         "target_link_libraries(pconv_model PUBLIC OpenCL::OpenCL)\n";
+  } else {
+    s += "add_library(pconv_model STATIC pconv_model.cpp)\n";
+  }
+  s += "target_compile_options(pconv_model PRIVATE " + flags +
+       " -Wall -Wextra -Wpedantic)\n"
+       "if(OpenMP_CXX_FOUND)\n  target_link_libraries(pconv_model PUBLIC "
+       "OpenMP::OpenMP_CXX)\nendif()\n"
+       "add_executable(runner runner.cpp)\n"
+       "target_compile_options(runner PRIVATE -O2 -Wall -Wextra -Wpedantic)\n"
+       "target_link_libraries(runner PRIVATE pconv_model)\n";
+  return s;
+}
+
+}  // namespace pconv::deploy

@@ -1,0 +1,121 @@
+#include "deploy/target.h"
+
+#include "core/error.h"
+
+namespace pconv::deploy {
+
+bool host_has_avx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+std::vector<std::string> target_names() {
+  return {"c", "x86", "avx512", "avx2", "neon", "opencl"};
+}
+
+Target target_by_name(const std::string& name) {
+  Target t;
+  t.name = name;
+  t.bits2f = "pc_f($0)";
+  if (name == "c" || name == "opencl") {
+    t.family = name;
+    t.vec = 1;
+    t.acc_budget = 8;
+    t.max_tile_vecs = 8;
+    t.vtype = "float";
+    t.zero = "0.0f";
+    t.set1 = "($0)";
+    t.load = "(*($0))";
+    t.loadu = "(*($0))";
+    t.store = "*($0) = ($1)";
+    t.fma = "(($0) * ($1) + ($2))";
+    t.max = "pc_maxf($0, $1)";
+    t.min = "pc_minf($0, $1)";
+    t.shl = "($1)";  // one lane: the left neighbour is the previous element
+    t.shr = "($1)";
+    t.cflags = "-O3";
+    if (name == "opencl") {
+      t.bits2f = "as_float($0)";
+      t.max = "fmax($0, $1)";
+      t.min = "fmin($0, $1)";
+      t.fma = "fma($0, $1, $2)";
+      t.cflags = "-O2";
+    }
+    return t;
+  }
+  if (name == "x86") return target_by_name(host_has_avx512() ? "avx512" : "avx2");
+  if (name == "avx512") {
+    t.family = "x86";
+    t.vec = 16;
+    t.acc_budget = 12;
+    t.max_tile_vecs = 4;
+    t.include = "#include <immintrin.h>";
+    t.vtype = "__m512";
+    t.zero = "_mm512_setzero_ps()";
+    t.set1 = "_mm512_set1_ps($0)";
+    t.load = "_mm512_load_ps($0)";
+    t.loadu = "_mm512_loadu_ps($0)";
+    t.store = "_mm512_store_ps($0, $1)";
+    t.fma = "_mm512_fmadd_ps($0, $1, $2)";
+    t.max = "_mm512_maskz_max_ps(0xFFFF, $0, $1)";  // maskz: GCC 12 warns on the undefined source
+                                                    // of _mm512_max_ps
+    t.min = "_mm512_maskz_min_ps(0xFFFF, $0, $1)";
+    t.shl =
+        "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32(0xFFFF, _mm512_castps_si512($0), "
+        "_mm512_castps_si512($1), 15))";
+    t.shr =
+        "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32(0xFFFF, _mm512_castps_si512($1), "
+        "_mm512_castps_si512($0), 1))";
+    t.cflags = "-O3 -mavx512f -mavx2 -mfma";
+    t.asm_fma = "vfmadd";
+    return t;
+  }
+  if (name == "avx2") {
+    t.family = "x86";
+    t.vec = 8;
+    t.acc_budget = 8;
+    t.max_tile_vecs = 2;
+    t.include = "#include <immintrin.h>";
+    t.vtype = "__m256";
+    t.zero = "_mm256_setzero_ps()";
+    t.set1 = "_mm256_set1_ps($0)";
+    t.load = "_mm256_load_ps($0)";
+    t.loadu = "_mm256_loadu_ps($0)";
+    t.store = "_mm256_store_ps($0, $1)";
+    t.fma = "_mm256_fmadd_ps($0, $1, $2)";
+    t.max = "_mm256_max_ps($0, $1)";
+    t.min = "_mm256_min_ps($0, $1)";
+    t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
+    t.asm_fma = "vfmadd";
+    return t;
+  }
+  if (name == "neon") {
+    t.family = "neon";
+    t.vec = 4;
+    t.acc_budget = 12;
+    t.max_tile_vecs = 4;
+    t.include = "#include <arm_neon.h>";
+    t.vtype = "float32x4_t";
+    t.zero = "vdupq_n_f32(0.0f)";
+    t.set1 = "vdupq_n_f32($0)";
+    t.load = "vld1q_f32($0)";
+    t.loadu = "vld1q_f32($0)";
+    t.store = "vst1q_f32($0, $1)";
+    t.fma = "vfmaq_f32($2, $0, $1)";
+    t.max = "vmaxq_f32($0, $1)";
+    t.min = "vminq_f32($0, $1)";
+    t.shl = "vextq_f32($1, $0, 3)";
+    t.shr = "vextq_f32($0, $1, 1)";
+    t.cflags = "-O3";
+    t.asm_fma = "fmla";
+    return t;
+  }
+  throw Error(
+      cat("unknown deploy target \"", name, "\" (known: c, x86, avx512, avx2, neon, opencl)"));
+}
+
+}  // namespace pconv::deploy

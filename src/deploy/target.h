@@ -1,0 +1,44 @@
+// Per-target descriptions for the code generator: vector width, intrinsic spellings, register
+// budget, threading and build flags. The generator core (codegen.cpp) is written once against
+// these; a target is data, not code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace pconv::deploy {
+
+struct Target {
+  std::string name;    // "c", "avx512", "avx2", "neon", "opencl"
+  std::string family;  // "c", "x86", "neon", "opencl": which build/run recipe applies
+  int vec = 1;         // floats per vector
+  // Register blocking: accumulators a tile may hold. AVX-512/NEON have 32 vector registers:
+  // 12 accumulators leave room for T+2 row vectors, their 2 neighbours and 4 broadcast weights.
+  // AVX2 has 16: 8 accumulators. Scalar: 8 keeps the tile in integer/FP registers too.
+  int acc_budget = 8;
+  int max_tile_vecs = 4;  // vectors per output row in one tile (T)
+  std::string include;    // header line(s) for the intrinsics
+  std::string vtype;      // vector type
+  // Spellings with $0, $1, $2 as operands.
+  std::string zero;   // a zero vector
+  std::string set1;   // broadcast scalar $0
+  std::string load;   // aligned load from pointer $0
+  std::string loadu;  // unaligned load from pointer $0
+  std::string store;  // aligned store of $1 to pointer $0
+  std::string fma;    // $0 * $1 + $2
+  std::string max, min;
+  // Neighbours built from aligned vectors (row streaming): left = value at x-1 from (cur $0,
+  // previous $1); right = value at x+1 from (cur $0, next $1). Empty: unaligned loads instead.
+  std::string shl, shr;
+  std::string bits2f;   // uint32 bits $0 -> float
+  std::string cflags;   // compile flags for the generated CMakeLists.txt
+  std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")
+};
+
+// "c", "x86" (AVX-512 when the build machine has it, else AVX2), "avx512", "avx2", "neon",
+// "opencl". Throws pconv::Error naming the unknown target.
+Target target_by_name(const std::string& name);
+std::vector<std::string> target_names();
+bool host_has_avx512();
+
+}  // namespace pconv::deploy

@@ -328,7 +328,7 @@ const Tensor& Net::forward(const Tensor& input, bool training) {
   for (auto& l : p.layers)
     if (l) l->forward(training);
   p.user_logits.set_data_handle(p.logits.data());
-  p.out_reorder.execute(m.ctx.strm, p.value[m.g.output()], p.user_logits);
+  train::run_reorder(p.out_reorder, m.ctx.strm, p.value[m.g.output()], p.user_logits);
   m.ctx.strm.wait();
   m.last = &p;
   m.last_training = training;
@@ -344,7 +344,7 @@ void Net::backward(const Tensor& dlogits) {
               shape_str(p.logits.shape()));
   if (!p.bwd_built) m.build_backward(p);
   p.user_dlogits.set_data_handle(const_cast<float*>(dlogits.data()));
-  p.dlogits_reorder.execute(m.ctx.strm, p.user_dlogits, p.grad[m.g.output()]);
+  train::run_reorder(p.dlogits_reorder, m.ctx.strm, p.user_dlogits, p.grad[m.g.output()]);
   for (auto& s : p.bwd_steps) s();
   m.ctx.strm.wait();
 }

@@ -151,6 +151,8 @@ std::unique_ptr<Layer> make_add(Context& ctx, const Node& n);
 // Helpers shared by the layer files.
 memory::dims to_dims(const Shape& s);
 memory::desc plain_desc(const memory::dims& dims);  // nc / nchw / goihw / x by rank
+// Executes a reorder; small ones on a single thread (no OpenMP barrier).
+void run_reorder(const dnnl::reorder& r, const dnnl::stream& s, memory& from, memory& to);
 // padding_r that makes oneDNN's output size equal `out` (PyTorch's floor rule).
 int64_t pad_right(int64_t in, int64_t k, int64_t s, int64_t pl, int64_t out);
 

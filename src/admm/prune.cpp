@@ -34,7 +34,7 @@ PruningState hard_prune(const Graph& g, ParamMap& params, const PruningPlan& pla
   st.info = {{"method", "admm"},
              {"granularity", granularity_name(plan.granularity)},
              {"library_source", plan.library_source},
-             {"layers", layers}};
+             {"per_layer", layers}};
   (void)g;
   return st;
 }
@@ -52,9 +52,9 @@ MaskedHooks::MaskedHooks(const Graph& g, const PruningState& st, const ParamMap&
     }
     return;
   }
-  PCONV_CHECK(st.info.contains("layers") && st.info.at("layers").is_object(),
-              "masked retrain: the pruning state has neither a pattern library nor info.layers");
-  for (auto it = st.info.at("layers").begin(); it != st.info.at("layers").end(); ++it) {
+  PCONV_CHECK(st.info.contains("per_layer") && st.info.at("per_layer").is_object(),
+              "masked retrain: the pruning state has neither a pattern library nor info.per_layer");
+  for (auto it = st.info.at("per_layer").begin(); it != st.info.at("per_layer").end(); ++it) {
     const std::string k = param_key(it.key(), ParamRole::Weight);
     auto w = params.find(k);
     PCONV_CHECK(w != params.end(), "masked retrain: layer ", it.key(), " has no weight");
@@ -106,12 +106,12 @@ namespace {
 // The recorded budget of a layer, or -1 (and a violation) when none is recorded.
 int64_t recorded_budget(const PruningState& st, const std::string& layer, VerifyReport& r) {
   const json& info = st.info;
-  if (info.is_object() && info.contains("layers") && info["layers"].is_object() &&
-      info["layers"].contains(layer) && info["layers"][layer].is_object() &&
-      info["layers"][layer].contains("budget") &&
-      info["layers"][layer]["budget"].is_number_integer())
-    return info["layers"][layer]["budget"].get<int64_t>();
-  r.violations.push_back({layer, "no kernel budget recorded in /pruning info.layers"});
+  if (info.is_object() && info.contains("per_layer") && info["per_layer"].is_object() &&
+      info["per_layer"].contains(layer) && info["per_layer"][layer].is_object() &&
+      info["per_layer"][layer].contains("budget") &&
+      info["per_layer"][layer]["budget"].is_number_integer())
+    return info["per_layer"][layer]["budget"].get<int64_t>();
+  r.violations.push_back({layer, "no kernel budget recorded in /pruning info.per_layer"});
   return -1;
 }
 
@@ -185,17 +185,17 @@ void verify_other_layer(const ParamMap& params, const std::string& name, bool fi
 
 VerifyReport verify(const Graph& g, const ParamMap& params, const PruningState& st) {
   VerifyReport r;
-  if (st.empty() && !(st.info.is_object() && st.info.contains("layers"))) return r;  // dense
+  if (st.empty() && !(st.info.is_object() && st.info.contains("per_layer"))) return r;  // dense
   const std::string gran =
       st.info.is_object() && st.info.contains("granularity") && st.info["granularity"].is_string()
           ? st.info["granularity"].get<std::string>()
           : "pattern";
   if (gran == "unstructured" || gran == "filter") {
-    if (!st.info.contains("layers") || !st.info["layers"].is_object()) {
-      r.violations.push_back({"", "info.layers is missing"});
+    if (!st.info.contains("per_layer") || !st.info["per_layer"].is_object()) {
+      r.violations.push_back({"", "info.per_layer is missing"});
       return r;
     }
-    for (auto it = st.info["layers"].begin(); it != st.info["layers"].end(); ++it) {
+    for (auto it = st.info["per_layer"].begin(); it != st.info["per_layer"].end(); ++it) {
       ++r.layers_checked;
       verify_other_layer(params, it.key(), gran == "filter", recorded_budget(st, it.key(), r), r);
     }

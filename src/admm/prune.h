@@ -15,8 +15,9 @@ namespace pconv::admm {
 
 // Projects every planned layer's weight in place and returns the pruning state to save with the
 // model. Pattern granularity: library + per-layer ids. Unstructured / filter: no library or ids;
-// info["layers"] records each layer's rate and budget (the masks are the weights' zeros).
-// info = {method: "admm", granularity, library_source, layers: {name: {rate, units, budget}}}.
+// info["per_layer"] records each layer's rate and budget (the masks are the weights' zeros).
+// info = {method: "admm", granularity, library_source, per_layer: {name: {rate, units, budget}}}
+// ("per_layer", not "layers": core's model file owns info["layers"]).
 PruningState hard_prune(const Graph& g, ParamMap& params, const PruningPlan& plan);
 
 // Masked retraining: after every optimizer step the weights and momentum at removed positions are

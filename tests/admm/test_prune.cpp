@@ -99,7 +99,7 @@ TEST(Verify, FindsBudgetAndIdProblems) {
   EXPECT_TRUE(mentions(r, "layer3.0.conv1", "outside -1..3")) << r.str();
   // A layer without a recorded budget is a violation, not an assumption.
   Pruned q;
-  q.st.info["layers"].erase("layer1.0.conv2");
+  q.st.info["per_layer"].erase("layer1.0.conv2");
   r = verify(q.g, q.params, q.st);
   EXPECT_TRUE(mentions(r, "layer1.0.conv2", "no kernel budget")) << r.str();
   // A 1x1 layer cannot hold patterns.

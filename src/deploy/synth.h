@@ -30,4 +30,12 @@ std::vector<int8_t> joint_project(Tensor& w, const std::vector<uint16_t>& lib, d
 
 ModelFile synth_model(const SynthOptions& opt);
 
+// Draws BN statistics away from the identity (gamma, var in [0.5, 1.5), beta, mean in
+// [-0.1, 0.1)), so that folding is exercised.
+void randomize_bn(ModelFile& m, uint64_t seed);
+
+// Prunes every eligible 3x3 conv (groups 1) of `m` but, unless prune_first, the first conv, with
+// the library of `patterns` masks at `rate`. Returns the number of pruned layers.
+int prune_model(ModelFile& m, int patterns, double rate, bool prune_first);
+
 }  // namespace pconv::deploy

@@ -1,0 +1,226 @@
+// Generated code against the reference: small odd-shaped models on c and x86, pruned nets end to
+// end on every target available here, golden structure of the emitted code, the fmla check.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/architectures.h"
+#include "deploy/compiler.h"
+#include "deploy/synth.h"
+#include "deploy/target.h"
+
+using namespace pconv;
+using namespace pconv::deploy;
+
+namespace {
+
+std::string work_dir(const std::string& name) {
+  const std::string d = std::string(PCONV_BINARY_DIR) + "/deploy-tests/" + name;
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+void check_target(const ModelFile& m, const std::string& name, const std::string& target,
+                  int samples = 2) {
+  CompileOptions opt;
+  opt.target = target;
+  opt.out_dir = work_dir(name + "-" + target);
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, name, opt);
+  const VerifyReport r = verify_generated(m, c, samples, 11);
+  EXPECT_TRUE(r.ok) << name << " on " << target << ": " << r.message;
+  EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
+}
+
+ConvAttrs conv(int out, int k, int stride, int groups = 1) {
+  ConvAttrs a;
+  a.out_channels = out;
+  a.kernel_h = a.kernel_w = k;
+  a.stride_h = a.stride_w = stride;
+  a.pad_h = a.pad_w = (k - 1) / 2;
+  a.groups = groups;
+  return a;
+}
+
+// Odd sizes everywhere: stride 1 and 2, maps of 13x11 / 7x6 / 4x3 / 2x2, channels that are no
+// multiple of any vector width, 1x1 and depthwise convs, ReLU6, pools, a linear head.
+ModelFile odd_model(uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 3, 13, 11);
+  x = g.relu("r1", g.batch_norm("b1", g.conv("c1", x, conv(17, 3, 1))));
+  x = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(19, 3, 2))));  // 7x6
+  x = g.relu6("r3", g.batch_norm("b3", g.conv("c3", x, conv(9, 1, 1))));
+  x = g.relu("r4", g.batch_norm("b4", g.conv("c4", x, conv(9, 3, 1, 9))));  // depthwise
+  x = g.relu("r5", g.conv("c5", x, conv(21, 3, 1)));
+  x = g.max_pool("p1", x, PoolAttrs{2, 2, 0});  // 3x3
+  x = g.relu("r6", g.batch_norm("b6", g.conv("c6", x, conv(33, 3, 1))));
+  x = g.avg_pool("p2", x, PoolAttrs{3, 2, 1});  // 2x2
+  x = g.relu("r7", g.conv("c7", x, conv(18, 3, 1)));
+  x = g.flatten("f", x);
+  g.linear("fc", x, LinearAttrs{7, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 2.5, false);
+  return m;
+}
+
+// A map wider than two AVX-512 vectors with a ragged end (33), residual add, global pool.
+ModelFile wide_residual_model(uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 5, 9, 33);
+  x = g.relu("r1", g.batch_norm("b1", g.conv("c1", x, conv(24, 3, 1))));
+  int y = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(24, 3, 1))));
+  y = g.batch_norm("b3", g.conv("c3", y, conv(24, 3, 1)));
+  x = g.relu("r3", g.add("add", x, y));
+  x = g.relu("r4", g.conv("c4", x, conv(40, 3, 2)));  // 5x17
+  x = g.global_avg_pool("gap", x);
+  x = g.flatten("f", x);
+  g.linear("fc", x, LinearAttrs{10, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 3.1, false);
+  return m;
+}
+
+}  // namespace
+
+TEST(DeployRun, OddShapesC) {
+  check_target(odd_model(1), "odd", "c");
+}
+TEST(DeployRun, OddShapesX86) {
+  check_target(odd_model(1), "odd", "x86");
+}
+TEST(DeployRun, OddShapesAvx2) {
+  check_target(odd_model(2), "odd2", "avx2");
+}
+TEST(DeployRun, WideResidualC) {
+  check_target(wide_residual_model(3), "wide", "c");
+}
+TEST(DeployRun, WideResidualX86) {
+  check_target(wide_residual_model(3), "wide", "x86");
+}
+
+TEST(DeployRun, PrunedResNet20X86) {
+  SynthOptions o;
+  o.arch = "resnet20";
+  o.conn_rate = 3.1;
+  check_target(synth_model(o), "resnet20", "x86", 1);
+}
+
+TEST(DeployRun, PrunedVgg16CifarX86) {
+  SynthOptions o;
+  o.conn_rate = 8.8;
+  check_target(synth_model(o), "vgg16c", "x86", 1);
+}
+
+TEST(DeployRun, PrunedVgg16CifarNeonUnderQemu) {
+  if (std::system("which qemu-aarch64 aarch64-linux-gnu-g++ > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no aarch64 cross compiler or qemu";
+  SynthOptions o;
+  o.conn_rate = 8.8;
+  check_target(synth_model(o), "vgg16c", "neon", 1);
+}
+
+TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {
+  ModelFile m;
+  int x = m.graph.input("in", 16, 32, 32);
+  m.graph.conv("c", x, conv(8, 3, 1));
+  m.params = init_params(m.graph, 1);
+  m.pruning.library = synth_library(4);
+  m.pruning.layer_ids["c"] = joint_project(m.params.at("c/weight"), m.pruning.library, 1.0);
+  CompileOptions opt;
+  opt.target = "avx512";
+  opt.out_dir = work_dir("golden");
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, "golden", opt);
+  // 32x32 at 16 lanes: 2 vectors per row -> one tile width (T = 2); 32 rows in blocks of 6 leave
+  // a remainder of 2: two tile variants, each with one loop per mask.
+  const size_t masks = c.ir.ops[1].plan.masks.size();
+  EXPECT_EQ(masks, 4u);
+  EXPECT_EQ(c.gen.pattern_kernels, static_cast<int>(2 * masks));
+  std::ifstream f(opt.out_dir + "/pconv_model.cpp");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string src = ss.str();
+  EXPECT_NE(src.find("Generated by pconv-deploy (src/deploy/codegen.cpp)"), std::string::npos);
+  EXPECT_NE(src.find("L1_tile_6x2("), std::string::npos);
+  EXPECT_NE(src.find("L1_tile_2x2("), std::string::npos);
+  // Row streaming: neighbours come from aligned loads through valignd, never unaligned loads.
+  EXPECT_EQ(src.find("loadu"), std::string::npos);
+  EXPECT_NE(src.find("alignr"), std::string::npos);
+  // Each pattern has 4 taps and its record is 5 words.
+  EXPECT_EQ(std::count(src.begin(), src.end(), '\n') > 0, true);
+  size_t loops = 0;
+  for (size_t p = src.find("r += 5)"); p != std::string::npos; p = src.find("r += 5)", p + 1))
+    ++loops;
+  EXPECT_EQ(loops, 2 * masks);
+}
+
+TEST(DeployCodegen, NeonAssemblyHoldsFmla) {
+  if (std::system("which aarch64-linux-gnu-g++ > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no aarch64 cross compiler";
+  const ModelFile m = odd_model(4);
+  CompileOptions opt;
+  opt.target = "neon";
+  opt.out_dir = work_dir("asm-neon");
+  opt.print_table = false;
+  compile_model(m, "asm", opt);
+  std::string out;
+  ASSERT_EQ(run_command("aarch64-linux-gnu-g++ -O3 -std=c++17 -S -o " + opt.out_dir + "/m.s " +
+                            opt.out_dir + "/pconv_model.cpp",
+                        &out),
+            0)
+      << out;
+  std::ifstream f(opt.out_dir + "/m.s");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string s = ss.str();
+  EXPECT_TRUE(std::regex_search(s, std::regex("\\bfmla\\s+v[0-9]+\\.4s")));
+}
+
+TEST(DeployCodegen, X86AssemblyHoldsVectorFma) {
+  const ModelFile m = odd_model(4);
+  CompileOptions opt;
+  opt.target = "avx512";
+  opt.out_dir = work_dir("asm-x86");
+  opt.print_table = false;
+  compile_model(m, "asm", opt);
+  std::string out;
+  ASSERT_EQ(run_command("g++ -O3 -std=c++17 -mavx512f -mfma -S -o " + opt.out_dir + "/m.s " +
+                            opt.out_dir + "/pconv_model.cpp",
+                        &out),
+            0)
+      << out;
+  std::ifstream f(opt.out_dir + "/m.s");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  EXPECT_TRUE(std::regex_search(ss.str(), std::regex("vfmadd[0-9]+ps\\s+[^\\n]*%zmm")));
+}
+
+TEST(DeployCodegen, WeightsFileMismatchIsReported) {
+  const ModelFile m = odd_model(5);
+  CompileOptions opt;
+  opt.target = "c";
+  opt.out_dir = work_dir("mismatch");
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, "mm", opt);
+  build_generated(opt.out_dir, c.target);
+  // Corrupt one weight word: the checksum must catch it and name the file.
+  {
+    std::fstream f(opt.out_dir + "/weights.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(24 + 40);
+    const char z[4] = {1, 2, 3, 4};
+    f.write(z, 4);
+  }
+  std::string out;
+  EXPECT_NE(
+      run_command(opt.out_dir + "/build/runner " + opt.out_dir + "/weights.bin --input /dev/zero",
+                  &out),
+      0);
+  EXPECT_NE(out.find("weights.bin"), std::string::npos) << out;
+}

@@ -24,7 +24,7 @@ struct PruningState {
   std::vector<uint16_t> library;                         // 9-bit masks, bit r*3+c
   std::map<std::string, std::vector<int8_t>> layer_ids;  // per layer O*I, row-major, -1 = removed
   nlohmann::json info = nlohmann::json::object();        // method, rates, per-layer notes
-  bool empty() const { return library.empty() && layer_ids.empty(); }
+  bool empty() const { return library.empty() && layer_ids.empty() && info.empty(); }
 };
 
 struct TrainState {

@@ -104,7 +104,8 @@ void Trainer::restore(const TrainState& st) {
                 shape_str(it->second.shape()), ", expected ", shape_str(t.shape()));
     t = it->second;
   }
-  hooks_->load_state(st);
+  // Only a stage already under way has hook state to restore; a fresh stage initialises it.
+  if (st.step > 0) hooks_->load_state(st);
 }
 
 bool Trainer::run(TrainState& st, const TrainCallbacks& cb) {

@@ -107,3 +107,22 @@ TEST(ModelFile, ShapeMismatchNamesTheParameter) {
 
 }  // namespace
 }  // namespace pconv
+
+namespace pconv {
+namespace {
+
+TEST(ModelFile, PruningStateWithoutLibraryRoundTrips) {
+  // Unstructured / filter pruning keeps no library or ids, only its info.
+  ModelFile m;
+  m.graph = build_architecture("resnet20", ArchOptions{});
+  m.params = init_params(m.graph, 1);
+  m.pruning.info = {{"granularity", "unstructured"}, {"per_layer", {{"layer1.0.conv1", 0.5}}}};
+  std::string p = ::testing::TempDir() + "unstructured.h5";
+  save_model(p, m);
+  ModelFile r = load_model(p);
+  EXPECT_TRUE(r.pruning.library.empty());
+  EXPECT_EQ(r.pruning.info, m.pruning.info);
+}
+
+}  // namespace
+}  // namespace pconv

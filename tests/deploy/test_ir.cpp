@@ -117,7 +117,8 @@ TEST(DeployPlan, PacksKernelsGroupedByPatternWithoutDenseStorage) {
   // The next conv absorbs the permutation: its records name input positions of it.
   ASSERT_FALSE(dm.ops[1].perm.empty());
   const std::vector<int> pos = position_of(dm.ops[1]);
-  for (int p = 0; p < 12; ++p) EXPECT_EQ(pos[static_cast<size_t>(dm.ops[1].perm[static_cast<size_t>(p)])], p);
+  for (int p = 0; p < 12; ++p)
+    EXPECT_EQ(pos[static_cast<size_t>(dm.ops[1].perm[static_cast<size_t>(p)])], p);
   const int64_t kept = static_cast<int64_t>(std::ceil(16 * 12 / 3.0));
   EXPECT_EQ(P.kept_kernels, kept);
   // One (channel, 4 weights) record per kept kernel: 5 words, no dense 3x3, no per-weight index.

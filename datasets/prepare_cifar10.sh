@@ -3,7 +3,7 @@
 #   1. <cache>/cifar10-jpeg or <cache>/cifar-10-batches-bin already there: nothing to do;
 #   2. else cifar10-jpeg.tar.gz from $PCONV_SHARED_DIR/datasets or <repo>/../shared/datasets:
 #      sha256 checked, extracted to a temporary folder, counts checked, renamed into place;
-#   3. else the official binary release is downloaded (curl or wget), checked and extracted.
+#   3. else the official binary release is downloaded (curl or wget), md5 and sizes checked, extracted.
 # Usage: datasets/prepare_cifar10.sh [cache_dir]   (default: $PCONV_CACHE_DIR, else <repo>/.cache)
 set -euo pipefail
 
@@ -59,6 +59,8 @@ elif command -v wget >/dev/null; then
 else
   die "neither curl nor wget is installed"
 fi
+md5="$(md5sum "$archive.part" | cut -c1-32)"
+[[ "$md5" == "c32a1d4ab5d03f1284b67883e8d87530" ]] || { rm -f "$archive.part"; die "$url: md5 is $md5, expected c32a1d4ab5d03f1284b67883e8d87530"; }
 mv "$archive.part" "$archive"
 extract "$archive"
 for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 test_batch; do

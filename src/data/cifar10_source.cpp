@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -48,11 +49,39 @@ void check_cifar_binary_dir(const std::string& dir) {
   }
 }
 
-// Extracts `tarball` into a temporary folder under cache_dir, runs `verify` on its top folder
-// `top`, then renames it to cache_dir/top: an interrupted extraction never looks complete.
-template <typename Verify>
+std::string download_cifar10_binary(const std::string& cache_dir) {
+  const std::string archive = cache_dir + "/cifar-10-binary.tar.gz";
+  const std::string part = cat(archive, ".part.", ::getpid());
+  fs::create_directories(cache_dir);
+  std::string cmd;
+  if (have_program("curl")) {
+    cmd = cat("curl -fsSL --connect-timeout 20 -o ", shell_quote(part), " ", kCifarBinaryUrl);
+  } else if (have_program("wget")) {
+    cmd = cat("wget -q --timeout=20 -O ", shell_quote(part), " ", kCifarBinaryUrl);
+  } else {
+    throw Error("neither curl nor wget is installed to download CIFAR-10");
+  }
+  log_info("downloading ", kCifarBinaryUrl);
+  const int rc = run_shell(cmd);
+  if (rc != 0) {
+    fs::remove(part);
+    throw Error(cat("download of ", kCifarBinaryUrl, " failed (exit ", rc, ")"));
+  }
+  const std::string md5 = file_digest(part, "md5sum");
+  if (md5 != kCifarBinaryMd5) {
+    fs::remove(part);
+    throw Error(
+        cat(kCifarBinaryUrl, ": downloaded file has md5 ", md5, ", expected ", kCifarBinaryMd5));
+  }
+  fs::rename(part, archive);
+  return extract_into_cache(archive, cache_dir, kCifarBinaryDir, check_cifar_binary_dir);
+}
+
+}  // namespace
+
 std::string extract_into_cache(const std::string& tarball, const std::string& cache_dir,
-                               const std::string& top, Verify verify) {
+                               const std::string& top,
+                               const std::function<void(const std::string&)>& verify) {
   const std::string final_dir = cache_dir + "/" + top;
   const std::string tmp = cat(cache_dir, "/.extract-", top, "-", ::getpid());
   fs::create_directories(cache_dir);
@@ -79,30 +108,6 @@ std::string extract_into_cache(const std::string& tarball, const std::string& ca
   return final_dir;
 }
 
-std::string download_cifar10_binary(const std::string& cache_dir) {
-  const std::string archive = cache_dir + "/cifar-10-binary.tar.gz";
-  const std::string part = cat(archive, ".part.", ::getpid());
-  fs::create_directories(cache_dir);
-  std::string cmd;
-  if (have_program("curl")) {
-    cmd = cat("curl -fsSL --connect-timeout 20 -o ", shell_quote(part), " ", kCifarBinaryUrl);
-  } else if (have_program("wget")) {
-    cmd = cat("wget -q --timeout=20 -O ", shell_quote(part), " ", kCifarBinaryUrl);
-  } else {
-    throw Error("neither curl nor wget is installed to download CIFAR-10");
-  }
-  log_info("downloading ", kCifarBinaryUrl);
-  const int rc = run_shell(cmd);
-  if (rc != 0) {
-    fs::remove(part);
-    throw Error(cat("download of ", kCifarBinaryUrl, " failed (exit ", rc, ")"));
-  }
-  fs::rename(part, archive);
-  return extract_into_cache(archive, cache_dir, kCifarBinaryDir, check_cifar_binary_dir);
-}
-
-}  // namespace
-
 CifarLocation detect_cifar10_layout(const std::string& root, const std::string& train_split) {
   using L = CifarLocation::Layout;
   if (is_cifar_binary_dir(root)) return {L::Binary, root};
@@ -126,7 +131,7 @@ std::vector<std::string> cifar10_tarball_candidates() {
 }
 
 std::string extract_cifar10_tarball(const std::string& tarball, const std::string& cache_dir) {
-  const std::string sum = sha256_file(tarball);
+  const std::string sum = file_digest(tarball, "sha256sum");
   PCONV_CHECK(sum == kCifarJpegSha256, tarball, ": sha256 is ", sum, ", expected ",
               kCifarJpegSha256, " (damaged or a different archive)");
   return extract_into_cache(tarball, cache_dir, kCifarJpegDir, [](const std::string& dir) {

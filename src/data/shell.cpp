@@ -31,15 +31,17 @@ bool have_program(const std::string& name) {
   return run_shell("command -v " + shell_quote(name) + " >/dev/null 2>&1") == 0;
 }
 
-std::string sha256_file(const std::string& path) {
-  FILE* p = ::popen(("sha256sum " + shell_quote(path) + " 2>/dev/null").c_str(), "r");
-  PCONV_CHECK(p, path, ": cannot run sha256sum");
+std::string file_digest(const std::string& path, const std::string& tool) {
+  FILE* p = ::popen((tool + " " + shell_quote(path) + " 2>/dev/null").c_str(), "r");
+  PCONV_CHECK(p, path, ": cannot run ", tool);
   char buf[128] = {};
   const size_t n = std::fread(buf, 1, sizeof buf - 1, p);
   const int status = ::pclose(p);
   std::string out(buf, n);
-  PCONV_CHECK(status == 0 && out.size() >= 64, path, ": sha256sum failed (missing or unreadable?)");
-  return out.substr(0, 64);
+  const size_t end = out.find(' ');
+  PCONV_CHECK(status == 0 && end != std::string::npos && end >= 32, path, ": ", tool,
+              " failed (missing or unreadable?)");
+  return out.substr(0, end);
 }
 
 }  // namespace pconv::data

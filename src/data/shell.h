@@ -5,9 +5,10 @@
 
 namespace pconv::data {
 
-std::string shell_quote(const std::string& s);     // 'a b' -> "'a b'"
-int run_shell(const std::string& command);         // exit status; -1 when it could not run
-bool have_program(const std::string& name);        // on PATH
-std::string sha256_file(const std::string& path);  // lowercase hex; throws naming the file
+std::string shell_quote(const std::string& s);  // 'a b' -> "'a b'"
+int run_shell(const std::string& command);      // exit status; -1 when it could not run
+bool have_program(const std::string& name);     // on PATH
+// Lowercase hex digest by `tool` ("sha256sum", "md5sum"); throws naming the file.
+std::string file_digest(const std::string& path, const std::string& tool = "sha256sum");
 
 }  // namespace pconv::data

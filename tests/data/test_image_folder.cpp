@@ -135,5 +135,28 @@ TEST(ImageFolder, FolderDatasetShapesAndEvalPath) {
   EXPECT_EQ(sizes, (std::vector<int>{2, 2, 1}));
 }
 
+TEST(ImageFolder, TrainPathIsARandomResizedCropDrawnFromTheSeed) {
+  ScratchDir d("folder-augment");
+  make_folder(d);
+  DataConfig cfg;
+  cfg.dataset = "folder";
+  cfg.root = d.path();
+  cfg.image_size = 16;
+  auto ds = open_dataset(cfg, Split::Train);
+  ASSERT_TRUE(ds->augments());
+  const int64_t big = 4;  // bird/b2.JpEg, 40x30
+  std::vector<float> a(3 * 16 * 16), b(3 * 16 * 16), eval(3 * 16 * 16);
+  ds->load(big, true, 11, a.data());
+  ds->load(big, true, 11, b.data());
+  EXPECT_EQ(a, b) << "same seed, same bits";
+  ds->load(big, false, 11, eval.data());
+  int differ = 0;
+  for (uint64_t seed = 0; seed < 6; ++seed) {
+    ds->load(big, true, seed, b.data());
+    differ += (b != a) && (b != eval);
+  }
+  EXPECT_GE(differ, 5) << "crops should vary with the seed";
+}
+
 }  // namespace
 }  // namespace pconv::data

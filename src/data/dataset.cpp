@@ -51,7 +51,8 @@ std::unique_ptr<Dataset> open_dataset(const DataConfig& config, Split split) {
     // would only compete with the trainer's OpenMP threads for the same cores.
     cv::setNumThreads(0);
     const std::string dir = cfg.root + "/" + (train ? cfg.train_split : cfg.test_split);
-    ds = std::make_unique<FolderDataset>(scan_image_folder(dir), cfg, augment);
+    ds = std::make_unique<FolderDataset>(scan_image_folder(dir, /*fingerprint=*/false), cfg,
+                                         augment);
   }
   const int limit = train ? cfg.train_limit : cfg.test_limit;
   if (limit > 0 && limit < ds->size()) {

@@ -34,7 +34,7 @@ uint64_t hash_string(const std::string& s) {  // FNV-1a
 
 }  // namespace
 
-FolderIndex scan_image_folder(const std::string& split_dir) {
+FolderIndex scan_image_folder(const std::string& split_dir, bool fingerprint) {
   FolderIndex idx;
   idx.dir = split_dir;
   std::error_code ec;
@@ -59,18 +59,20 @@ FolderIndex scan_image_folder(const std::string& split_dir) {
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
       const std::string path = class_dir + "/" + name;
-      struct stat st {};  // one stat per file: size and mtime together (60,000 files for CIFAR)
-      PCONV_CHECK(::stat(path.c_str(), &st) == 0, path, ": cannot stat image file");
-      const auto size = static_cast<uint64_t>(st.st_size);
-      const auto mtime = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
-                         static_cast<uint64_t>(st.st_mtim.tv_nsec);
-      h = mix_seed(h ^ hash_string(idx.class_names[c] + "/" + name), size, mtime);
-      idx.total_bytes += size;
+      if (fingerprint) {
+        struct stat st {};  // one stat per file: size and mtime together
+        PCONV_CHECK(::stat(path.c_str(), &st) == 0, path, ": cannot stat image file");
+        const auto size = static_cast<uint64_t>(st.st_size);
+        const auto mtime = static_cast<uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
+                           static_cast<uint64_t>(st.st_mtim.tv_nsec);
+        h = mix_seed(h ^ hash_string(idx.class_names[c] + "/" + name), size, mtime);
+        idx.total_bytes += size;
+      }
       idx.files.push_back(path);
       idx.labels.push_back(static_cast<int32_t>(c));
     }
   }
-  idx.fingerprint = mix_seed(h, idx.files.size(), idx.total_bytes);
+  if (fingerprint) idx.fingerprint = mix_seed(h, idx.files.size(), idx.total_bytes);
   return idx;
 }
 

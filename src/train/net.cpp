@@ -1,7 +1,8 @@
 // Net: a Graph compiled to oneDNN layers (src/train/layers), one Plan per batch size.
 //
 // Memory plan (docs/trainer-internals.md has the long form):
-//  - values: one buffer per node output, except views (Flatten, a ReLU fused into its BN) and
+//  - values: one buffer per node output, except views (Flatten, a ReLU fused into its BN or Add)
+//  and
 //    in-place ops (ReLU/ReLU6/Add writing over an input nobody else reads, forward or backward);
 //  - gradients: one buffer per "gradient class". Views, in-place backward ops (eltwise, BN) and
 //    the identity backward of Add share their output's gradient buffer with their input where the
@@ -58,8 +59,8 @@ struct Net::Impl {
   ParamMap grads;
   train::Context ctx;
   std::vector<std::vector<int>> consumers;  // per node: consuming nodes (one entry per edge)
-  std::vector<int> fused_relu;              // per BN node: the ReLU it absorbs, else -1
-  std::vector<bool> is_view;                // Flatten, and ReLUs absorbed by their BN
+  std::vector<int> fused_relu;              // per BN/Add node: the ReLU it absorbs, else -1
+  std::vector<bool> is_view;                // Flatten, and ReLUs absorbed by a BN or Add
   std::vector<bool> need_grad;
   std::map<int64_t, std::unique_ptr<Plan>> plans;
   Plan* last = nullptr;
@@ -85,10 +86,19 @@ struct Net::Impl {
     for (int i = 0; i < n; ++i) {
       const Node& nd = g.node(i);
       if (nd.kind == OpKind::Flatten) is_view[i] = true;
-      if (nd.kind == OpKind::BatchNorm && consumers[i].size() == 1 &&
+      if ((nd.kind == OpKind::BatchNorm || nd.kind == OpKind::Add) && consumers[i].size() == 1 &&
           g.node(consumers[i][0]).kind == OpKind::ReLU) {
-        fused_relu[i] = consumers[i][0];
-        is_view[consumers[i][0]] = true;
+        const int r = consumers[i][0];
+        // Add's fused ReLU backward writes its gradient class in place; that class must not be
+        // one a later Add freezes, i.e. the ReLU's output must not be a later Add's (or
+        // Flatten's) only input.
+        const bool risky =
+            consumers[r].size() == 1 && (g.node(consumers[r][0]).kind == OpKind::Add ||
+                                         g.node(consumers[r][0]).kind == OpKind::Flatten);
+        if (nd.kind == OpKind::BatchNorm || !risky) {
+          fused_relu[i] = r;
+          is_view[r] = true;
+        }
       }
       bool has_params =
           nd.kind == OpKind::Conv || nd.kind == OpKind::Linear || nd.kind == OpKind::BatchNorm;
@@ -115,7 +125,7 @@ struct Net::Impl {
       case OpKind::Linear:
         return train::make_linear(ctx, nd);
       case OpKind::Add:
-        return train::make_add(ctx, nd);
+        return train::make_add(ctx, nd, fused_relu[i] >= 0);
       default:
         throw Error(cat("Net: layer ", nd.name, " has unsupported op ", op_name(nd.kind)));
     }
@@ -215,6 +225,10 @@ struct Net::Impl {
           frozen[uf.find(i)] = true;  // deferred reader of this class
         }
       } else if (nd.kind == OpKind::Add) {
+        // The fused ReLU's backward writes this class in place (guaranteed safe by the fusion
+        // rule in the constructor; checked here).
+        PCONV_CHECK(fused_relu[i] < 0 || !frozen[uf.find(i)], "Net: layer ", nd.name,
+                    ": fused ReLU would overwrite a gradient still read elsewhere");
         for (int in : nd.inputs) {
           if (need_grad[in] && consumers[in].size() == 1 && same_desc(in, i)) uf.unite(i, in);
         }
@@ -261,6 +275,13 @@ struct Net::Impl {
         }
       }
       PCONV_CHECK(written[i], "Net: the output does not depend on layer ", nd.name);
+      if (nd.kind == OpKind::Add) {  // the fused ReLU's backward, in place, before the routing
+        Layer* layer = p.layers[i].get();
+        layer->bind_backward(p.grad[i], {});
+        if (fused_relu[i] >= 0) {
+          p.bwd_steps.push_back([layer] { layer->backward(); });
+        }
+      }
       if (!p.layers[i] || nd.kind == OpKind::Add) {  // views and Add: identity backward
         for (int in : nd.inputs) {
           if (!need_grad[in]) continue;

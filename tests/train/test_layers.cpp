@@ -178,6 +178,9 @@ Tensor values_of(const Graph& g, int upto, ParamMap& p, const Tensor& x) {
       case OpKind::BatchNorm:
         h.batch_norm(n.name, n.inputs[0], n.bn());
         break;
+      case OpKind::Add:
+        h.add(n.name, n.inputs[0], n.inputs[1]);
+        break;
       default:
         ADD_FAILURE() << "values_of: unsupported " << op_name(n.kind);
     }
@@ -468,6 +471,38 @@ TEST(Layers, ErrorsNameTheLayer) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("conv0/weight"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace pconv
+
+namespace pconv {
+namespace {
+
+TEST(AddRelu, FusedForwardClampsAndBackwardMatchesFiniteDifferences) {
+  Graph g;
+  int x = g.input("in", 2, 5, 5);
+  ConvAttrs a;
+  a.out_channels = 4;
+  a.bias = true;
+  const int c0 = g.conv("conv0", x, a);
+  const int c1 = g.conv("conv1", x, a);
+  const int s = g.add("add", c0, c1);
+  g.relu("relu", s);  // fused into the add
+  ParamMap p = random_params(g, 91);
+  Net net(g, p);
+  const Tensor y = net.forward(random_tensor({2, 2, 5, 5}, 92), false);
+  int zeros = 0;
+  for (int64_t i = 0; i < y.size(); ++i) {
+    ASSERT_GE(y[i], 0.f) << i;
+    zeros += y[i] == 0.f;
+  }
+  EXPECT_GT(zeros, 10);
+
+  Kinked k;
+  k.g = g;
+  k.pre = s;
+  check_kinked(k, {0.0}, 0.02, {2, 2, 5, 5});
 }
 
 }  // namespace

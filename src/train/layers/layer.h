@@ -139,14 +139,14 @@ class Layer {
   const Node& node_;
 };
 
-// Factories, one per file in this folder. `fuse_relu` (batch norm only): the BN also applies
-// the following ReLU (oneDNN's fuse_norm_relu, with a workspace for the backward).
+// Factories, one per file in this folder. `fuse_relu`: the layer also applies the following ReLU
+// (BN: oneDNN's fuse_norm_relu with a workspace for the backward; Add: an eltwise post-op).
 std::unique_ptr<Layer> make_conv(Context& ctx, const Node& n);
 std::unique_ptr<Layer> make_batch_norm(Context& ctx, const Node& n, bool fuse_relu);
 std::unique_ptr<Layer> make_eltwise(Context& ctx, const Node& n);  // ReLU, ReLU6
 std::unique_ptr<Layer> make_pool(Context& ctx, const Node& n);     // max, avg, global avg
 std::unique_ptr<Layer> make_linear(Context& ctx, const Node& n);
-std::unique_ptr<Layer> make_add(Context& ctx, const Node& n);
+std::unique_ptr<Layer> make_add(Context& ctx, const Node& n, bool fuse_relu);
 
 // Helpers shared by the layer files.
 memory::dims to_dims(const Shape& s);

@@ -98,7 +98,16 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     P.slot_off.push_back(off);
     off += s;
   }
-  P.arena_floats = off;
+  // Scratch after the slots: a linear over a mapped tensor gathers its features here first, so
+  // the GEMV runs over one dense vector.
+  int64_t scratch = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (dm.ops[i].type == OpType::Linear) {
+      const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
+      if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
+    }
+  P.scratch_off = off;
+  P.arena_floats = off + round_up(scratch, 16);
   // Weight sections, each 64-byte aligned.
   auto put = [&](const void* data, size_t words) {
     const int64_t at = static_cast<int64_t>(P.words.size());
@@ -281,15 +290,29 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
   os << "// " << op.source << ": sparse " << op.k << "x" << op.k << " s1, " << op.in_c << "x"
      << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
      << " masks, tile " << R << " rows x " << T << " vectors of " << V << "\n";
+  // Row bands: every filter sweeps one band of B output rows before any moves on, so the band of
+  // input rows (all channels, B + K - 1 rows) stays in L2 while every filter that needs a channel
+  // reuses it, instead of each filter streaming the whole input from L3/memory. B is a multiple
+  // of R, sized so the input band fits t.band_bytes.
+  const int64_t in_row_bytes = static_cast<int64_t>(op.in_c) * gi.rs * 4;
+  int B = static_cast<int>(
+      std::max<int64_t>(1, t.band_bytes / std::max<int64_t>(1, in_row_bytes) - (op.k - 1)));
+  B = std::max(R, B / R * R);
+  if (B >= op.h) B = op.h;
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts) "
         "{\n";
-  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
-  os << "    const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
-  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
-  os << "    const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
-  os << "    const float* ib = in + " << gi.org << ";\n";
-  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  os << "  // bands of " << B << " rows: input band " << in_row_bytes * (B + op.k - 1) / 1024
+     << " KiB\n";
+  os << "  PC_OMP_PARALLEL\n  for (int b0 = 0; b0 < " << op.h << "; b0 += " << B << ") {\n";
+  os << "    const int b1 = b0 + " << B << " < " << op.h << " ? b0 + " << B << " : " << op.h
+     << ";\n";
+  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "      const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
+  os << "      const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+  os << "      const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
+  os << "      const float* ib = in + " << gi.org << ";\n";
+  os << "      float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
   auto call = [&](const std::string& ind, int r, int x, const std::string& y0,
                   const std::string& x0) {
     os << ind << fn << "_tile_" << r << "x" << x << "(ib + " << y0 << " * " << gi.rs << " + " << x0
@@ -302,13 +325,19 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
     }
     if (TR) call(ind, r, TR, y0, cat(XT * T * V));
   };
+  // Full R-row blocks inside the band; the layer's last RR rows (when H % R) as the remainder.
   if (HB > 0) {
-    os << "    for (int y0 = 0; y0 < " << HB * R << "; y0 += " << R << ") {\n";
-    rowblock("      ", R, "y0");
-    os << "    }\n";
+    os << "      const int yend = b1 < " << HB * R << " ? b1 : " << HB * R << ";\n";
+    os << "      for (int y0 = b0; y0 < yend; y0 += " << R << ") {\n";
+    rowblock("        ", R, "y0");
+    os << "      }\n";
   }
-  if (RR) rowblock("    ", RR, cat(HB * R));
-  os << "  }\n}\n\n";
+  if (RR) {
+    os << "      if (b1 == " << op.h << ") {\n";
+    rowblock("        ", RR, cat(HB * R));
+    os << "      }\n";
+  }
+  os << "    }\n  }\n}\n\n";
   res.layers.push_back({{"op", i},
                         {"name", op.name},
                         {"function", fn},
@@ -316,6 +345,7 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
                         {"masks", M},
                         {"tile_rows", R},
                         {"tile_vecs", T},
+                        {"band_rows", B},
                         {"vec", V}});
 }
 
@@ -384,7 +414,8 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   if (!t.include.empty()) os << t.include << "\n";
   os << "\n";
   // Layers.
-  std::vector<std::string> calls;
+  std::vector<std::string> calls, layer_names;
+  std::vector<int> layer_ops;
   for (size_t i = 1; i < dm.ops.size(); ++i) {
     const Op& op = dm.ops[i];
     if (op.type == OpType::Flatten) continue;
@@ -429,9 +460,9 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         call = cat("pc_gap(", buf(op.inputs[0]), ", ", gin, ", ", out, ")");
         break;
       case OpType::Linear:
-        call =
-            cat("pc_linear(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", op.c, ", pc_fp(W + ",
-                P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act), ")");
+        call = cat("pc_linear(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", op.c,
+                   ", pc_fp(W + ", P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act),
+                   ", A + ", P.scratch_off, ")");
         break;
       case OpType::Add:
         call = cat("pc_add(", buf(op.inputs[0]), ", ", buf(op.inputs[1]), ", ", out, ", ", gout,
@@ -449,8 +480,13 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         throw Error(
             cat("layer \"", op.name, "\": internal error: no emitter for ", op_type_name(op.type)));
     }
+    const int k = static_cast<int>(layer_names.size());
+    layer_names.push_back(op.name);
+    layer_ops.push_back(static_cast<int>(i));
+    calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
     if (!P.geom[i].flat) calls.push_back(cat("  pc_zero_border(", out, ", ", gout, ");"));
+    calls.push_back(cat("  PC_LAYER_END(", k, ");"));
   }
   const Geom& gin = P.geom[0];
   const Geom& gout = P.geom[static_cast<size_t>(dm.output)];
@@ -467,11 +503,39 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         "  return m;\n}\n\n";
   os << "void pconv_destroy(pconv_model* m) {\n  if (!m) return;\n  pc_free(m->arena);\n  "
         "pc_free(m->weights);\n  delete m;\n}\n\n";
+  // Per-layer timing hook: compiled in with -DPC_LAYER_TIMES (cmake -DPCONV_LAYER_TIMES=ON), it
+  // records each layer's wall time of the last pconv_run; otherwise it costs nothing.
+  const size_t nl = layer_names.size();
+  os << "static const int PC_LAYERS = " << nl << ";\n";
+  os << "static const char* const pc_layer_names[" << nl << "] = {";
+  for (size_t k = 0; k < nl; ++k) os << (k ? ", " : "") << "\"" << layer_names[k] << "\"";
+  os << "};\nstatic const int pc_layer_ops[" << nl << "] = {" << array_lit(layer_ops) << "};\n";
+  os << "#ifdef PC_LAYER_TIMES\n"
+        "static double pc_layer_time["
+     << nl
+     << "];\n"
+        "#define PC_LAYER_BEGIN() pc_t0 = pc_now_ms()\n"
+        "#define PC_LAYER_END(k) pc_layer_time[k] = pc_now_ms() - pc_t0\n"
+        "#else\n"
+        "#define PC_LAYER_BEGIN()\n"
+        "#define PC_LAYER_END(k)\n"
+        "#endif\n";
+  os << "int pconv_layer_count(void) { return PC_LAYERS; }\n"
+        "const char* pconv_layer_name(int i) { return i >= 0 && i < PC_LAYERS ? "
+        "pc_layer_names[i] : 0; }\n"
+        "int pconv_layer_op(int i) { return i >= 0 && i < PC_LAYERS ? pc_layer_ops[i] : -1; }\n"
+        "double pconv_layer_ms(int i) {\n"
+        "#ifdef PC_LAYER_TIMES\n"
+        "  return i >= 0 && i < PC_LAYERS ? pc_layer_time[i] : -1.0;\n"
+        "#else\n"
+        "  (void)i;\n  return -1.0;\n"
+        "#endif\n}\n\n";
   os << "int pconv_input_size(void) { return " << gin.c * gin.h * gin.w << "; }\n";
   os << "int pconv_output_size(void) { return " << gout.c * gout.h * gout.w << "; }\n\n";
   os << "int pconv_run(pconv_model* m, const float* input, float* output) {\n";
   os << "  if (!m || !input || !output) return 1;\n";
   os << "  float* A = m->arena;\n  const uint32_t* W = m->weights;\n  (void)W;\n";
+  os << "#ifdef PC_LAYER_TIMES\n  double pc_t0 = 0;\n#endif\n";
   const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
   os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
   os << "  pc_zero_border(" << in_buf << ", " << geom_lit(gin) << ");\n";

@@ -14,6 +14,7 @@ struct Plan {
   std::vector<Geom> geom;         // per op (a flatten shares its source's)
   std::vector<int> slot;          // per op: arena slot (-1 for flatten)
   std::vector<int64_t> slot_off;  // per slot: float offset in the arena
+  int64_t scratch_off = 0;        // float offset of the scratch vector (linear gathers)
   int64_t arena_floats = 0;
   std::vector<uint32_t> words;      // the weights file body
   std::vector<int64_t> woff, boff;  // per op: word offsets of weights / bias (or scale / shift)

@@ -24,6 +24,12 @@ int pconv_run(pconv_model* model, const float* input, float* output);
 void pconv_destroy(pconv_model* model);
 int pconv_input_size(void);
 int pconv_output_size(void);
+/* Layers in execution order: their count, graph names and IR op indices (analysis.json), and the
+   wall time in ms each took in the last pconv_run when built with -DPC_LAYER_TIMES (else -1). */
+int pconv_layer_count(void);
+const char* pconv_layer_name(int i);
+int pconv_layer_op(int i);
+double pconv_layer_ms(int i);
 
 #ifdef __cplusplus
 }
@@ -45,11 +51,24 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 #ifdef _OPENMP
 #define PC_OMP_FOR _Pragma("omp parallel for schedule(static)")
 #define PC_OMP_FOR_CYCLIC _Pragma("omp parallel for schedule(static, 1)")
+#define PC_OMP_PARALLEL _Pragma("omp parallel")
+#define PC_OMP_FOR_CYCLIC_IN _Pragma("omp for schedule(static, 1)")
 #else
 #define PC_OMP_FOR
 #define PC_OMP_FOR_CYCLIC
+#define PC_OMP_PARALLEL
+#define PC_OMP_FOR_CYCLIC_IN
 #endif
 #define PC_RESTRICT __restrict__
+
+#ifdef PC_LAYER_TIMES
+#include <chrono>
+static inline double pc_now_ms() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+#endif
 
 // Activation layout: per channel a plane of ps floats, interior (0,0) at org, rows of rs floats.
 struct pc_geom {
@@ -216,24 +235,32 @@ static inline void pc_gap(const float* in, pc_geom gi, float* out) {
   }
 }
 
-// Features in (channel position, y, x) order; the generator rearranged the weight columns.
+// Features in (channel position, y, x) order; the generator rearranged the weight columns. A
+// mapped input is gathered into `scratch` first; the GEMV keeps 16 independent partial sums per
+// output so the compiler vectorises it without reassociating (memory-bound: each weight is read
+// once).
 static inline void pc_linear(const float* in, pc_geom gi, float* out, int O, const float* w,
-                             const float* b, int act) {
+                             const float* b, int act, float* scratch) {
   const long F = (long)gi.c * gi.h * gi.w;
+  const float* x = in;
+  if (!gi.flat) {
+    PC_OMP_FOR
+    for (int c = 0; c < gi.c; ++c)
+      for (int y = 0; y < gi.h; ++y)
+        std::memcpy(scratch + ((long)c * gi.h + y) * gi.w, pc_at(in, gi, c, y, 0),
+                    sizeof(float) * gi.w);
+    x = scratch;
+  }
+  const long F16 = F / 16 * 16;
   PC_OMP_FOR
   for (int o = 0; o < O; ++o) {
-    const float* wo = w + (long)o * F;
+    const float* PC_RESTRICT wo = w + (long)o * F;
+    float acc[16] = {0};
+    for (long f = 0; f < F16; f += 16)
+      for (int j = 0; j < 16; ++j) acc[j] += wo[f + j] * x[f + j];
     float s = b[o];
-    if (gi.flat) {
-      for (long f = 0; f < F; ++f) s += wo[f] * in[f];
-    } else {
-      for (int c = 0; c < gi.c; ++c)
-        for (int y = 0; y < gi.h; ++y) {
-          const float* row = pc_at(in, gi, c, y, 0);
-          const float* wr = wo + ((long)c * gi.h + y) * gi.w;
-          for (int x = 0; x < gi.w; ++x) s += wr[x] * row[x];
-        }
-    }
+    for (long f = F16; f < F; ++f) s += wo[f] * x[f];
+    for (int j = 0; j < 16; ++j) s += acc[j];
     out[o] = pc_act(s, act);
   }
 }
@@ -268,7 +295,9 @@ std::string runner_source(const Target& t, const DeployModel& dm) {
   return header_comment("runner.cpp: classifies a raw float tensor or a PPM image.",
                         "codegen_templates.cpp", t, dm) +
          R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
-//               [--repeat N] [--threads N]
+//               [--repeat N] [--threads N] [--layer-times]
+// --layer-times prints each layer's median/min/max ms over the repeats ("layer K op I NAME median
+// M min A max B"; needs a build with -DPCONV_LAYER_TIMES=ON).
 // The raw input is pconv_input_size() float32 values in NCHW order. A binary PPM (P6) image is
 // resized (nearest) to the model's input and scaled to [0, 1], channels R, G, B.
 #include <algorithm>
@@ -317,8 +346,13 @@ int main(int argc, char** argv) {
   }
   const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr;
   int repeat = 1, threads = 0;
+  bool layer_times = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--layer-times") {
+      layer_times = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       std::fprintf(stderr, "runner: %s needs a value\n", argv[i]);
       return 2;
@@ -361,12 +395,21 @@ int main(int argc, char** argv) {
   if (!m) return 1;
   if (pconv_run(m, x.data(), y.data()) != 0) return 1;  // warm-up
   std::vector<double> ms;
+  const int nl = pconv_layer_count();
+  std::vector<std::vector<double>> lms((size_t)nl);
   for (int r = 0; r < repeat; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pconv_run(m, x.data(), y.data());
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    for (int l = 0; l < nl && layer_times; ++l) lms[(size_t)l].push_back(pconv_layer_ms(l));
   }
   std::sort(ms.begin(), ms.end());
+  for (int l = 0; l < nl && layer_times; ++l) {
+    std::vector<double>& v = lms[(size_t)l];
+    std::sort(v.begin(), v.end());
+    std::printf("layer %d op %d %s median %.6f min %.6f max %.6f\n", l, pconv_layer_op(l),
+                pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
+  }
   std::vector<int> idx((size_t)k);
   for (int i = 0; i < k; ++i) idx[(size_t)i] = i;
   std::partial_sort(idx.begin(), idx.begin() + std::min(5, k), idx.end(),
@@ -409,6 +452,12 @@ std::string cmake_source(const Target& t, const DeployModel& dm) {
   }
   s += "target_compile_options(pconv_model PRIVATE " + flags +
        " -Wall -Wextra -Wpedantic)\n"
+       "# Benchmarking: per-layer wall times (pconv_layer_ms) and code tuned for the build host.\n"
+       "option(PCONV_LAYER_TIMES \"record per-layer times\" OFF)\n"
+       "option(PCONV_NATIVE \"build with -march=native\" OFF)\n"
+       "if(PCONV_LAYER_TIMES)\n  target_compile_definitions(pconv_model PRIVATE "
+       "PC_LAYER_TIMES)\nendif()\n"
+       "if(PCONV_NATIVE)\n  target_compile_options(pconv_model PRIVATE -march=native)\nendif()\n"
        "if(OpenMP_CXX_FOUND)\n  target_link_libraries(pconv_model PUBLIC "
        "OpenMP::OpenMP_CXX)\nendif()\n"
        "add_executable(runner runner.cpp)\n"

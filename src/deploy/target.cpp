@@ -1,5 +1,7 @@
 #include "deploy/target.h"
 
+#include <cstdlib>
+
 #include "core/error.h"
 
 namespace pconv::deploy {
@@ -17,7 +19,16 @@ std::vector<std::string> target_names() {
   return {"c", "x86", "avx512", "avx2", "neon", "opencl"};
 }
 
+static Target target_table(const std::string& name);
+
 Target target_by_name(const std::string& name) {
+  Target t = target_table(name);
+  // Tuning knob for experiments (pconv-bench): the row-band budget of the pattern convs in KiB.
+  if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
+  return t;
+}
+
+static Target target_table(const std::string& name) {
   Target t;
   t.name = name;
   t.bits2f = "pc_f($0)";
@@ -47,7 +58,7 @@ Target target_by_name(const std::string& name) {
     }
     return t;
   }
-  if (name == "x86") return target_by_name(host_has_avx512() ? "avx512" : "avx2");
+  if (name == "x86") return target_table(host_has_avx512() ? "avx512" : "avx2");
   if (name == "avx512") {
     t.family = "x86";
     t.vec = 16;

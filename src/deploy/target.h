@@ -17,8 +17,11 @@ struct Target {
   // AVX2 has 16: 8 accumulators. Scalar: 8 keeps the tile in integer/FP registers too.
   int acc_budget = 8;
   int max_tile_vecs = 4;  // vectors per output row in one tile (T)
-  std::string include;    // header line(s) for the intrinsics
-  std::string vtype;      // vector type
+  // Row-band size of the pattern convs: the input rows one band needs (all channels) should fit in
+  // about this many bytes (half the per-core L2 of the machines measured here, PERF-NOTES.md).
+  int64_t band_bytes = 512 * 1024;
+  std::string include;  // header line(s) for the intrinsics
+  std::string vtype;    // vector type
   // Spellings with $0, $1, $2 as operands.
   std::string zero;   // a zero vector
   std::string set1;   // broadcast scalar $0

@@ -2,6 +2,7 @@
 // end on every target available here, golden structure of the emitted code, the fmla check.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -33,6 +34,7 @@ void check_target(const ModelFile& m, const std::string& name, const std::string
   const VerifyReport r = verify_generated(m, c, samples, 11);
   EXPECT_TRUE(r.ok) << name << " on " << target << ": " << r.message;
   EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
+  EXPECT_EQ(r.naive_top1, r.gen_top1) << r.message;
 }
 
 ConvAttrs conv(int out, int k, int stride, int groups = 1) {
@@ -124,6 +126,24 @@ TEST(DeployRun, PrunedVgg16CifarNeonUnderQemu) {
   SynthOptions o;
   o.conn_rate = 8.8;
   check_target(synth_model(o), "vgg16c", "neon", 1);
+}
+
+// The primary oracle is pconv::Net (dense oneDNN inference of the pruned, unfolded weights): its
+// own logits pass, and a logit moved by well over the tolerance fails naming it.
+TEST(DeployVerify, NetOracleAcceptsItsLogitsAndRejectsAPerturbedOne) {
+  const ModelFile m = wide_residual_model(7);
+  const std::vector<float> x = random_input(m, 3);
+  std::vector<float> y = net_forward(m, x);
+  ASSERT_EQ(y.size(), 10u);
+  VerifyReport r = compare_with_reference(m, x, y);
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.ref_top1, r.naive_top1) << r.message;
+  // The two oracles agree with each other within the float32 tolerance.
+  EXPECT_LE(r.naive_max_tol_ratio, 1.0f) << r.message;
+  y[3] += 1e-3f * (std::fabs(y[3]) + 1.0f);
+  r = compare_with_reference(m, x, y);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("pconv::Net: logit 3"), std::string::npos) << r.message;
 }
 
 TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {

@@ -114,7 +114,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvForward,
                                            ConvCase{32, 32, 9, 6, 3, 3, 1, 1, 1, 1, 32, true},
                                            ConvCase{16, 16, 9, 9, 5, 5, 2, 2, 2, 2, 1, false},
                                            ConvCase{32, 64, 7, 7, 3, 3, 2, 1, 2, 0, 4, true},
-                                           ConvCase{3, 5, 9, 9, 1, 1, 2, 2, 0, 0, 1, true}),
+                                           ConvCase{3, 5, 9, 9, 1, 1, 2, 2, 0, 0, 1, true},
+                                           // Winograd (3x3, stride 1, >= 64 channels, >= 4x4).
+                                           ConvCase{64, 64, 8, 8, 3, 3, 1, 1, 1, 1, 1, true},
+                                           ConvCase{64, 80, 7, 9, 3, 3, 1, 1, 1, 1, 1, false}),
                          [](const ::testing::TestParamInfo<ConvCase>& i) {
                            return conv_case_str(i.param);
                          });
@@ -155,7 +158,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvBackward,
                                            ConvCase{8, 8, 6, 7, 3, 3, 2, 2, 1, 1, 8, true},
                                            ConvCase{4, 4, 6, 8, 1, 3, 1, 1, 0, 1, 1, false},
                                            ConvCase{4, 4, 7, 7, 5, 5, 1, 1, 2, 2, 1, false},
-                                           ConvCase{16, 16, 5, 5, 3, 3, 1, 1, 1, 1, 1, true}),
+                                           ConvCase{16, 16, 5, 5, 3, 3, 1, 1, 1, 1, 1, true},
+                                           ConvCase{64, 64, 6, 5, 3, 3, 1, 1, 1, 1, 1, true}),
                          [](const ::testing::TestParamInfo<ConvCase>& i) {
                            return conv_case_str(i.param);
                          });

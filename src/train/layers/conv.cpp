@@ -1,4 +1,7 @@
 // conv2d over oneDNN: any kernel, stride, padding, groups (depthwise = groups == channels).
+#include <cstdlib>
+#include <cstring>
+
 #include "train/layers/layer.h"
 
 namespace pconv::train {
@@ -8,6 +11,21 @@ using dnnl::algorithm;
 using dnnl::prop_kind;
 using tag = memory::format_tag;
 constexpr auto f32 = memory::data_type::f32;
+
+// Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3) for 3x3 stride-1 dense convs with at least 64
+// input and output channels on maps of at least 4x4: measured on VGG-16-CIFAR's layers at batch
+// 128 it takes 0.5-0.75x the direct time in all three passes; with 3 or 16 input channels or 2x2
+// maps it is 1.7-7x slower (docs/trainer-internals.md). PCONV_CONV_ALGO=direct|winograd forces one
+// for experiments.
+algorithm choose_algorithm(const ConvAttrs& a, int64_t ic, int64_t oh, int64_t ow) {
+  if (const char* e = std::getenv("PCONV_CONV_ALGO")) {
+    if (std::strcmp(e, "direct") == 0) return algorithm::convolution_direct;
+    if (std::strcmp(e, "winograd") == 0) return algorithm::convolution_winograd;
+  }
+  const bool wino = a.kernel_h == 3 && a.kernel_w == 3 && a.stride_h == 1 && a.stride_w == 1 &&
+                    a.groups == 1 && ic >= 64 && a.out_channels >= 64 && oh >= 4 && ow >= 4;
+  return wino ? algorithm::convolution_winograd : algorithm::convolution_direct;
+}
 
 class ConvLayer final : public Layer {
  public:
@@ -33,16 +51,27 @@ class ConvLayer final : public Layer {
     dst_any_ = memory::desc({batch, oc, oh, ow}, f32, tag::any);
     w_any_ = memory::desc(wdims_, f32, tag::any);
     b_any_ = a.bias ? memory::desc({oc}, f32, tag::any) : memory::desc();
+    alg_ = choose_algorithm(a, ic, oh, ow);
     try {
-      dnnl::convolution_forward::desc desc(prop_kind::forward_training,
-                                           algorithm::convolution_direct, src_any_, w_any_, b_any_,
-                                           dst_any_, strides_, pl_, pr_);
-      fwd_pd_ = dnnl::convolution_forward::primitive_desc(desc, ctx_.attr(), ctx_.eng);
+      if (alg_ == algorithm::convolution_winograd) {
+        try {
+          fwd_pd_ = make_fwd_pd();
+        } catch (const dnnl::error&) {  // not available for this problem or CPU
+          alg_ = algorithm::convolution_direct;
+        }
+      }
+      if (alg_ == algorithm::convolution_direct) fwd_pd_ = make_fwd_pd();
     } catch (const dnnl::error& e) {
       throw Error(cat(where(), ": oneDNN rejects the convolution (", e.what(), ")"));
     }
     ctx_.reserve_scratchpad(fwd_pd_);
     return fwd_pd_.dst_desc();
+  }
+
+  dnnl::convolution_forward::primitive_desc make_fwd_pd() const {
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, alg_, src_any_, w_any_,
+                                         b_any_, dst_any_, strides_, pl_, pr_);
+    return dnnl::convolution_forward::primitive_desc(desc, ctx_.attr(), ctx_.eng);
   }
 
   void bind_forward(const std::vector<memory>& src, const memory& dst) override {
@@ -65,8 +94,8 @@ class ConvLayer final : public Layer {
 
   void bind_backward(const memory& diff_dst, const std::vector<memory>& diff_src) override {
     const bool bias = node_.conv().bias;
-    dnnl::convolution_backward_weights::desc wdesc(algorithm::convolution_direct, src_any_, w_any_,
-                                                   b_any_, dst_any_, strides_, pl_, pr_);
+    dnnl::convolution_backward_weights::desc wdesc(alg_, src_any_, w_any_, b_any_, dst_any_,
+                                                   strides_, pl_, pr_);
     bw_pd_ =
         dnnl::convolution_backward_weights::primitive_desc(wdesc, ctx_.attr(), ctx_.eng, fwd_pd_);
     ctx_.reserve_scratchpad(bw_pd_);
@@ -79,8 +108,8 @@ class ConvLayer final : public Layer {
     bw_ = dnnl::convolution_backward_weights(bw_pd_);
     has_bd_ = !diff_src.empty() && static_cast<bool>(diff_src[0]);
     if (!has_bd_) return;
-    dnnl::convolution_backward_data::desc ddesc(algorithm::convolution_direct, src_any_, w_any_,
-                                                dst_any_, strides_, pl_, pr_);
+    dnnl::convolution_backward_data::desc ddesc(alg_, src_any_, w_any_, dst_any_, strides_, pl_,
+                                                pr_);
     bd_pd_ = dnnl::convolution_backward_data::primitive_desc(ddesc, ctx_.attr(), ctx_.eng, fwd_pd_);
     ctx_.reserve_scratchpad(bd_pd_);
     bd_ddst_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc()
@@ -114,6 +143,7 @@ class ConvLayer final : public Layer {
   }
 
  private:
+  algorithm alg_ = algorithm::convolution_direct;
   memory::dims wdims_, strides_, pl_, pr_;
   memory::desc src_any_, dst_any_, w_any_, b_any_;
   dnnl::convolution_forward::primitive_desc fwd_pd_;

@@ -17,7 +17,10 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 struct Files {
-  fs::path dir = fs::path(PCONV_BINARY_DIR) / "admm_inspect_test";
+  // One folder per test: ctest runs the tests of this file as parallel processes.
+  fs::path dir = fs::path(PCONV_BINARY_DIR) /
+                 (std::string("admm_inspect_") +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
   Files() {
     fs::remove_all(dir);
     fs::create_directories(dir);

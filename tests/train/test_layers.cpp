@@ -159,7 +159,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvBackward,
                                            ConvCase{4, 4, 6, 8, 1, 3, 1, 1, 0, 1, 1, false},
                                            ConvCase{4, 4, 7, 7, 5, 5, 1, 1, 2, 2, 1, false},
                                            ConvCase{16, 16, 5, 5, 3, 3, 1, 1, 1, 1, 1, true},
-                                           ConvCase{64, 64, 6, 5, 3, 3, 1, 1, 1, 1, 1, true}),
+                                           ConvCase{64, 64, 6, 5, 3, 3, 1, 1, 1, 1, 1, true},
+                                           // <= 4 output pixels: backward weights by GEMMs,
+                                           // including taps that never see the input.
+                                           ConvCase{16, 16, 2, 2, 3, 3, 1, 1, 1, 1, 1, true},
+                                           ConvCase{8, 8, 4, 3, 3, 3, 2, 2, 1, 1, 1, false},
+                                           ConvCase{4, 6, 3, 3, 3, 3, 1, 1, 0, 0, 1, true},
+                                           ConvCase{4, 4, 2, 2, 5, 5, 1, 1, 2, 2, 1, true}),
                          [](const ::testing::TestParamInfo<ConvCase>& i) {
                            return conv_case_str(i.param);
                          });

@@ -1,4 +1,5 @@
 // conv2d over oneDNN: any kernel, stride, padding, groups (depthwise = groups == channels).
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -93,6 +94,31 @@ class ConvLayer final : public Layer {
   }
 
   void bind_backward(const memory& diff_dst, const std::vector<memory>& diff_src) override {
+    gemm_bw_ = node_.conv().groups == 1 && dst_any_.dims()[2] * dst_any_.dims()[3] <= 4 &&
+               !std::getenv("PCONV_CONV_ALGO");
+    if (gemm_bw_) {
+      bw_src_ = Converted(ctx_, src_.mem(), memory::desc(src_any_.dims(), f32, tag::nhwc));
+      bw_ddst_ = Converted(ctx_, diff_dst, memory::desc(dst_any_.dims(), f32, tag::nhwc));
+      taps_.assign(static_cast<size_t>(numel(Shape(wdims_.begin(), wdims_.end()))), 0.f);
+    } else {
+      bind_backward_weights(diff_dst);
+    }
+    has_bd_ = !diff_src.empty() && static_cast<bool>(diff_src[0]);
+    if (!has_bd_) return;
+    dnnl::convolution_backward_data::desc ddesc(alg_, src_any_, w_any_, dst_any_, strides_, pl_,
+                                                pr_);
+    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(ddesc, ctx_.attr(), ctx_.eng, fwd_pd_);
+    ctx_.reserve_scratchpad(bd_pd_);
+    bd_ddst_shared_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc();
+    bd_ddst_ = bd_ddst_shared_ ? bw_ddst_ : Converted(ctx_, diff_dst, bd_pd_.diff_dst_desc());
+    bd_w_shared_ = bd_pd_.weights_desc() == fwd_pd_.weights_desc();
+    if (!bd_w_shared_)
+      bd_w_ = PlainParam(ctx_, node_.name + "/weight", plain_desc(wdims_), bd_pd_.weights_desc());
+    bd_dsrc_ = Delivered(ctx_, bd_pd_.diff_src_desc(), diff_src[0]);
+    bd_ = dnnl::convolution_backward_data(bd_pd_);
+  }
+
+  void bind_backward_weights(const memory& diff_dst) {
     const bool bias = node_.conv().bias;
     dnnl::convolution_backward_weights::desc wdesc(alg_, src_any_, w_any_, b_any_, dst_any_,
                                                    strides_, pl_, pr_);
@@ -106,33 +132,56 @@ class ConvLayer final : public Layer {
       db_ = PlainGrad(ctx_, node_.name + "/bias", plain_desc({node_.conv().out_channels}),
                       bw_pd_.diff_bias_desc());
     bw_ = dnnl::convolution_backward_weights(bw_pd_);
-    has_bd_ = !diff_src.empty() && static_cast<bool>(diff_src[0]);
-    if (!has_bd_) return;
-    dnnl::convolution_backward_data::desc ddesc(alg_, src_any_, w_any_, dst_any_, strides_, pl_,
-                                                pr_);
-    bd_pd_ = dnnl::convolution_backward_data::primitive_desc(ddesc, ctx_.attr(), ctx_.eng, fwd_pd_);
-    ctx_.reserve_scratchpad(bd_pd_);
-    bd_ddst_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc()
-                   ? bw_ddst_
-                   : Converted(ctx_, diff_dst, bd_pd_.diff_dst_desc());
-    bd_ddst_shared_ = bd_pd_.diff_dst_desc() == bw_ddst_.mem().get_desc();
-    bd_w_shared_ = bd_pd_.weights_desc() == fwd_pd_.weights_desc();
-    if (!bd_w_shared_)
-      bd_w_ = PlainParam(ctx_, node_.name + "/weight", plain_desc(wdims_), bd_pd_.weights_desc());
-    bd_dsrc_ = Delivered(ctx_, bd_pd_.diff_src_desc(), diff_src[0]);
-    bd_ = dnnl::convolution_backward_data(bd_pd_);
+  }
+
+  // Backward weights on maps of at most 4 output pixels (VGG's 2x2 stage): oneDNN's direct kernel
+  // runs at a fraction of its usual speed there, while the whole reduction is a handful of GEMMs:
+  // for each tap (u, v) and each output pixel (y, x) whose input pixel is in bounds,
+  // dW[:, :, u, v] += dY[:, :, y, x]^T X[:, :, y', x'], each an (out x N) (N x in) product.
+  void backward_weights_gemm() {
+    bw_ddst_.run(ctx_);
+    bw_src_.run(ctx_);
+    const ConvAttrs& a = node_.conv();
+    const auto sd = src_any_.dims(), dd = dst_any_.dims();
+    const int64_t n = sd[0], ic = sd[1], ih = sd[2], iw = sd[3];
+    const int64_t oc = dd[1], oh = dd[2], ow = dd[3];
+    const float* x = static_cast<const float*>(bw_src_.mem().get_data_handle());
+    const float* dy = static_cast<const float*>(bw_ddst_.mem().get_data_handle());
+    float* taps = taps_.data();  // [kh][kw][oc][ic]
+    for (int u = 0; u < a.kernel_h; ++u)
+      for (int v = 0; v < a.kernel_w; ++v) {
+        float* t = taps + (int64_t{u} * a.kernel_w + v) * oc * ic;
+        bool first = true;
+        for (int64_t y = 0; y < oh; ++y)
+          for (int64_t xx = 0; xx < ow; ++xx) {
+            const int64_t yi = y * a.stride_h - a.pad_h + u, xi = xx * a.stride_w - a.pad_w + v;
+            if (yi < 0 || yi >= ih || xi < 0 || xi >= iw) continue;
+            dnnl::sgemm('T', 'N', oc, ic, n, 1.f, dy + (y * ow + xx) * oc, oh * ow * oc,
+                        x + (yi * iw + xi) * ic, ih * iw * ic, first ? 0.f : 1.f, t, ic);
+            first = false;
+          }
+        if (first) std::fill(t, t + oc * ic, 0.f);
+      }
+    Tensor& dw = ctx_.grad(node_.name + "/weight");
+    const int64_t kk = int64_t{a.kernel_h} * a.kernel_w;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t i = 0; i < ic; ++i)
+        for (int64_t k = 0; k < kk; ++k) dw[(o * ic + i) * kk + k] = taps[(k * oc + o) * ic + i];
+    if (a.bias) {
+      Tensor& db = ctx_.grad(node_.name + "/bias");
+      for (int64_t o = 0; o < oc; ++o) db[o] = 0.f;
+      for (int64_t r = 0; r < n * oh * ow; ++r)
+        for (int64_t o = 0; o < oc; ++o) db[o] += dy[r * oc + o];
+    }
   }
 
   void backward() override {
-    bw_ddst_.run(ctx_);
-    bw_src_.run(ctx_);
-    Args wargs{{DNNL_ARG_SRC, bw_src_.mem()},
-               {DNNL_ARG_DIFF_DST, bw_ddst_.mem()},
-               {DNNL_ARG_DIFF_WEIGHTS, dw_.target(ctx_)}};
-    if (node_.conv().bias) wargs[DNNL_ARG_DIFF_BIAS] = db_.target(ctx_);
-    ctx_.exec(bw_, wargs);
-    dw_.deliver(ctx_);
-    if (node_.conv().bias) db_.deliver(ctx_);
+    if (gemm_bw_) {
+      backward_weights_gemm();
+    } else {
+      backward_weights();
+    }
     if (!has_bd_) return;
     if (!bd_ddst_shared_) bd_ddst_.run(ctx_);
     Args dargs{{DNNL_ARG_DIFF_DST, bd_ddst_.mem()},
@@ -142,7 +191,21 @@ class ConvLayer final : public Layer {
     bd_dsrc_.run(ctx_);
   }
 
+  void backward_weights() {
+    bw_ddst_.run(ctx_);
+    bw_src_.run(ctx_);
+    Args wargs{{DNNL_ARG_SRC, bw_src_.mem()},
+               {DNNL_ARG_DIFF_DST, bw_ddst_.mem()},
+               {DNNL_ARG_DIFF_WEIGHTS, dw_.target(ctx_)}};
+    if (node_.conv().bias) wargs[DNNL_ARG_DIFF_BIAS] = db_.target(ctx_);
+    ctx_.exec(bw_, wargs);
+    dw_.deliver(ctx_);
+    if (node_.conv().bias) db_.deliver(ctx_);
+  }
+
  private:
+  bool gemm_bw_ = false;
+  std::vector<float> taps_;
   algorithm alg_ = algorithm::convolution_direct;
   memory::dims wdims_, strides_, pl_, pr_;
   memory::desc src_any_, dst_any_, w_any_, b_any_;

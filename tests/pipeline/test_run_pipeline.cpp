@@ -2,6 +2,8 @@
 // retrain; the run folder's files; refusing to overwrite; stopping and resuming; config errors.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -20,7 +22,8 @@ using nlohmann::json;
 
 // 4 classes of 16x16 PNGs: a bright blob in quadrant k.
 fs::path write_folder() {
-  fs::path root = fs::path(::testing::TempDir()) / "pipeline-blobs";
+  // Per process: ctest runs this file's tests as parallel processes.
+  fs::path root = fs::path(::testing::TempDir()) / ("pipeline-blobs-" + std::to_string(getpid()));
   if (fs::exists(root / "done")) return root;
   uint32_t r = 7;
   auto rnd = [&] { return (r = r * 1664525u + 1013904223u) >> 24; };

@@ -175,7 +175,8 @@ TEST(DeployOpenCL, PrunedVgg16Cifar) {
       << out;
   EXPECT_NE(out.find("pconv-opencl: device \""), std::string::npos) << out;
   EXPECT_NE(out.find("latency_ms median"), std::string::npos) << out;
-  std::printf("pruned VGG-16/CIFAR on opencl, batch 1:\n%s", out.c_str());
+  std::printf("pruned VGG-16/CIFAR on opencl, batch 1 (verify: %s):\n%s", r.message.c_str(),
+              out.c_str());
 }
 
 // Load redundancy elimination, checked on the kernel text: a dense 3x3 mask over a 2x4 tile loads

@@ -249,8 +249,11 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         all_dnnl += best;
         if (pattern) pat_gen += g.median, pat_best += best, pat_nz += op.plan.nonzero_macs;
       } else if (op.type == OpType::Linear) {
-        const Op& src = dm.ops[static_cast<size_t>(op.inputs[0])];
-        const int F = op.in_c > 0 ? op.in_c : src.c * src.h * src.w;
+        int x = op.inputs[0];
+        while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
+          x = dm.ops[static_cast<size_t>(x)].inputs[0];
+        const Op& src = dm.ops[static_cast<size_t>(x)];
+        const int F = src.c * src.h * src.w;
         const Stat d = time_dnnl_linear(eng, s, op, F, opt.repeat);
         L["shape"] = cat(F, " -> ", op.c);
         L["onednn"] = stat_json(d);

@@ -106,6 +106,12 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
       if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
     }
+  // The small-map kernel gathers (channel, mask) -> (pixel, tap) vectors here.
+  for (size_t i = 0; i < n; ++i)
+    if (use_small_map(dm.ops[i], t))
+      scratch = std::max<int64_t>(scratch, static_cast<int64_t>(dm.ops[i].in_c) *
+                                               static_cast<int64_t>(dm.ops[i].plan.masks.size()) *
+                                               small_map_lanes(dm.ops[i], t));
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
   // Weight sections, each 64-byte aligned.
@@ -141,6 +147,19 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     }
   }
   return P;
+}
+
+bool use_small_map(const Op& op, const Target& t) {
+  if (t.bcast4.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
+      op.k != 3 || op.h * op.w > t.small_map_pixels || op.plan.masks.empty())
+    return false;
+  for (uint16_t m : op.plan.masks)
+    if (popcount9(m) != 4) return false;
+  return true;
+}
+
+int small_map_lanes(const Op& op, const Target& t) {
+  return static_cast<int>(round_up(static_cast<int64_t>(op.h) * op.w * 4, t.vec));
 }
 
 std::vector<Tap> mask_taps(uint16_t mask, int K) {
@@ -349,6 +368,105 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
                         {"vec", V}});
 }
 
+// Maps of a few pixels (2x2, 4x4): vectorising along a row wastes most lanes, so the lanes hold
+// (pixel, tap) pairs instead. Each input channel is first gathered once per mask into a vector of
+// P*4 lanes (pixel-major, the mask's 4 taps innermost; zero padding comes from the borders); a kept
+// kernel is then nv aligned loads, one 128-bit broadcast of its 4 weights (which repeat every 4
+// lanes) and nv FMAs, with U interleaved accumulator sets hiding the FMA latency. Per filter the
+// lanes of each pixel are summed at the end.
+void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                    size_t i, GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const int L = small_map_lanes(op, t), nv = L / V, npx = op.h * op.w;
+  const int U = std::max(1, std::min(4, t.acc_budget / nv));
+  const std::string fn = cat("L", i);
+  std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
+  os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
+     << array_lit(op.plan.counts) << "};\n";
+  os << "// " << op.source << ": sparse 3x3 s1 small map (pixel x tap lanes), " << op.in_c << "x"
+     << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
+     << " masks, " << nv << " vectors per kernel, " << U << " accumulator sets\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
+        "float* PC_RESTRICT pk) {\n";
+  os << "  PC_OMP_PARALLEL\n  {\n";
+  os << "    PC_OMP_FOR_IN\n    for (int c = 0; c < " << op.in_c << "; ++c) {\n";
+  os << "      const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  os << "      float* g = pk + (long)c * " << M * L << ";\n";
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    os << "      for (int y = 0; y < " << op.h << "; ++y)\n        for (int x = 0; x < " << op.w
+       << "; ++x) {\n";
+    os << "          float* q = g + " << m * L << " + (y * " << op.w << " + x) * 4;\n";
+    os << "          const float* s = ic + y * " << gi.rs << " + x;\n";
+    for (const Tap& tp : taps)
+      os << "          q[" << tp.j << "] = s[" << tp.dy * gi.rs + tp.dx << "];\n";
+    os << "        }\n";
+    if (L > npx * 4)
+      os << "      for (int l = " << npx * 4 << "; l < " << L << "; ++l) g[" << m * L
+         << " + l] = 0.0f;\n";
+  }
+  os << "    }\n";
+  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "      const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
+  os << "      const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+  const std::string in3 = "      ";
+  for (int u = 0; u < U; ++u)
+    for (int v = 0; v < nv; ++v)
+      os << in3 << t.vtype << " a" << u << "_" << v << " = " << t.zero << ";\n";
+  for (int m = 0; m < M; ++m) {
+    ++res.pattern_kernels;
+    os << in3 << "{\n" << in3 << "  int n = cnt[" << m << "];\n";
+    auto kernel = [&](const std::string& ind, int u) {
+      os << ind << "{\n";
+      os << ind << "  const float* g = pk + (long)r[" << u * 5 << "] * " << M * L << " + " << m * L
+         << ";\n";
+      os << ind << "  const " << t.vtype << " w = " << spell(t.bcast4, {cat("r + ", u * 5 + 1)})
+         << ";\n";
+      for (int v = 0; v < nv; ++v)
+        os << ind << "  a" << u << "_" << v << " = "
+           << spell(t.fma, {spell(t.load, {cat("g + ", v * V)}), "w", cat("a", u, "_", v)})
+           << ";\n";
+      os << ind << "}\n";
+    };
+    if (U > 1) {
+      os << in3 << "  for (; n >= " << U << "; n -= " << U << ", r += " << U * 5 << ") {\n";
+      for (int u = 0; u < U; ++u) kernel(in3 + "    ", u);
+      os << in3 << "  }\n";
+    }
+    os << in3 << "  for (; n > 0; --n, r += 5)\n";
+    kernel(in3 + "    ", 0);
+    os << in3 << "}\n";
+  }
+  os << in3 << "alignas(64) float lanes[" << L << "];\n";
+  for (int v = 0; v < nv; ++v) {
+    std::string sum = cat("a0_", v);
+    for (int u = 1; u < U; ++u) sum = spell(t.add, {sum, cat("a", u, "_", v)});
+    os << in3 << spell(t.store, {cat("lanes + ", v * V), sum}) << ";\n";
+  }
+  os << in3 << "const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
+  os << in3 << "float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  os << in3 << "for (int y = 0; y < " << op.h << "; ++y)\n";
+  os << in3 << "  for (int x = 0; x < " << op.w << "; ++x) {\n";
+  os << in3 << "    const float* l = lanes + (y * " << op.w << " + x) * 4;\n";
+  os << in3 << "    ob[y * " << go.rs << " + x] = pc_act(bias + ((l[0] + l[1]) + (l[2] + l[3])), "
+     << act_code(op.act) << ");\n";
+  os << in3 << "  }\n";
+  os << "    }\n  }\n}\n\n";
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse_small_map"},
+                        {"masks", M},
+                        {"vectors_per_kernel", nv},
+                        {"accumulator_sets", U}});
+}
+
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
                   GenResult& res) {
   const Op& op = dm.ops[i];
@@ -435,8 +553,14 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
       case OpType::Conv:
         switch (conv_kind(op)) {
           case ConvKind::Sparse:
-            emit_sparse(os, t, dm, P, i, res);
-            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            if (use_small_map(op, t)) {
+              emit_small_map(os, t, dm, P, i, res);
+              call =
+                  cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
+            } else {
+              emit_sparse(os, t, dm, P, i, res);
+              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            }
             break;
           case ConvKind::SparseStrided:
             emit_strided(os, t, dm, P, i, res);

@@ -25,6 +25,9 @@ struct Tap {
 };
 
 Plan make_plan(const DeployModel& dm, const Target& t);
+// Whether a conv uses the small-map (pixel x tap lanes) kernel on target t, and its lane count.
+bool use_small_map(const Op& op, const Target& t);
+int small_map_lanes(const Op& op, const Target& t);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
 std::string spell(const std::string& pat, const std::vector<std::string>& args);
 std::string header_comment(const std::string& what, const std::string& tmpl, const Target& t,

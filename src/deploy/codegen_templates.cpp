@@ -53,11 +53,13 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 #define PC_OMP_FOR_CYCLIC _Pragma("omp parallel for schedule(static, 1)")
 #define PC_OMP_PARALLEL _Pragma("omp parallel")
 #define PC_OMP_FOR_CYCLIC_IN _Pragma("omp for schedule(static, 1)")
+#define PC_OMP_FOR_IN _Pragma("omp for schedule(static)")
 #else
 #define PC_OMP_FOR
 #define PC_OMP_FOR_CYCLIC
 #define PC_OMP_PARALLEL
 #define PC_OMP_FOR_CYCLIC_IN
+#define PC_OMP_FOR_IN
 #endif
 #define PC_RESTRICT __restrict__
 

@@ -25,6 +25,7 @@ Target target_by_name(const std::string& name) {
   Target t = target_table(name);
   // Tuning knob for experiments (pconv-bench): the row-band budget of the pattern convs in KiB.
   if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   return t;
 }
 
@@ -81,6 +82,8 @@ static Target target_table(const std::string& name) {
     t.shr =
         "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32(0xFFFF, _mm512_castps_si512($1), "
         "_mm512_castps_si512($0), 1))";
+    t.bcast4 = "_mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(pc_fp($0)))";
+    t.add = "_mm512_add_ps($0, $1)";
     t.cflags = "-O3 -mavx512f -mavx2 -mfma";
     t.asm_fma = "vfmadd";
     return t;

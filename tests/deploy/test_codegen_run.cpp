@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -179,6 +180,27 @@ TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {
   for (size_t p = src.find("r += 5)"); p != std::string::npos; p = src.find("r += 5)", p + 1))
     ++loops;
   EXPECT_EQ(loops, 2 * masks);
+}
+
+// On AVX-512 the pruned 3x3 and 2x2 maps of the odd model take the small-map (pixel x tap lanes)
+// kernel, larger maps the row kernel; OddShapesX86 checks both against the oracles.
+TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512) {
+  const ModelFile m = odd_model(1);
+  CompileOptions opt;
+  opt.target = "avx512";
+  opt.out_dir = work_dir("small-map");
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, "small", opt);
+  std::map<std::string, std::string> kind;
+  for (const auto& L : c.gen.layers)
+    if (L.contains("kind")) kind[L["name"].get<std::string>()] = L["kind"].get<std::string>();
+  EXPECT_EQ(kind["r6"], "sparse_small_map");  // 3x3 map
+  EXPECT_EQ(kind["r7"], "sparse_small_map");  // 2x2 map
+  EXPECT_EQ(kind["r5"], "sparse");            // 7x6 = 42 pixels
+  std::ifstream f(opt.out_dir + "/pconv_model.cpp");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  EXPECT_NE(ss.str().find("_mm512_maskz_broadcast_f32x4"), std::string::npos);
 }
 
 TEST(DeployCodegen, NeonAssemblyHoldsFmla) {

@@ -16,23 +16,11 @@ namespace {
 
 const std::string kMomentumPrefix = "optim/momentum/";
 
-data::LoaderOptions train_options(const TrainLoopConfig& c) {
+// Training batches are shuffled, augmented and whole; evaluation sees every image in order.
+data::LoaderOptions loader_options(const TrainLoopConfig& c, bool train) {
   data::LoaderOptions o;
   o.batch_size = c.batch_size;
-  o.shuffle = true;
-  o.augment = true;
-  o.drop_last = true;
-  o.seed = c.seed;
-  o.workers = c.loader_workers;
-  return o;
-}
-
-data::LoaderOptions test_options(const TrainLoopConfig& c) {
-  data::LoaderOptions o;
-  o.batch_size = c.batch_size;
-  o.shuffle = false;
-  o.augment = false;
-  o.drop_last = false;
+  o.shuffle = o.augment = o.drop_last = train;
   o.seed = c.seed;
   o.workers = c.loader_workers;
   return o;

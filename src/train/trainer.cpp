@@ -66,8 +66,8 @@ Trainer::Trainer(const Graph& g, ParamMap& params, const TrainLoopConfig& cfg,
       hooks_(hooks ? hooks : &no_hooks_),
       net_(std::make_unique<Net>(g, params)),
       sgd_(g, cfg.sgd),
-      train_loader_(train, train_options(cfg)),
-      test_loader_(test, test_options(cfg)) {
+      train_loader_(train, loader_options(cfg, true)),
+      test_loader_(test, loader_options(cfg, false)) {
   PCONV_CHECK(train.num_classes() == g.num_classes(), "the data set has ", train.num_classes(),
               " classes but the model outputs ", g.num_classes());
   PCONV_CHECK(Shape(train.sample_shape()) == g.input_shape(), "the data set's images are ",

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Reproduces docs/results/deploy-speed.{md,json} and docs/results/pattern-speed.{md,json}:
+# synthesises VGG-16 models with pconv-synth (random weights, BN randomised, joint pattern +
+# connectivity projection) and times them with pconv-bench (generated x86 code vs oneDNN).
+#   scripts/bench_deploy.sh [BUILD_DIR] [REPEAT]
+# BUILD_DIR defaults to build-deploy; needs the pconv-synth and pconv-bench targets built.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build-deploy}
+repeat=${2:-20}
+bin=$build/bin
+work=${PCONV_BENCH_WORK:-/tmp/pconv-bench-deploy}
+out=$root/docs/results
+mkdir -p "$work" "$out"
+
+synth() {  # arch size patterns rate file
+  "$bin/pconv-synth" --arch "$1" --image-size "$2" --classes "$( [ "$2" = 32 ] && echo 10 || echo 1000)" \
+    --patterns "$3" --conn-rate "$4" --seed 1 --out "$5"
+}
+bench() {  # model name
+  "$bin/pconv-bench" "$1" --threads 1,2 --repeat "$repeat" --work "$work/gen-$2" \
+    --json "$work/$2.json" --md "$work/$2.md"
+}
+
+# Deploy speed: VGG-16/224 at connectivity 3.1x, VGG-16/32 at 8.8x, the 4 SCPs.
+synth vgg16 224 4 3.1 "$work/vgg16_224_k4_r3.1.h5"
+synth vgg16_cifar 32 4 8.8 "$work/vgg16_32_k4_r8.8.h5"
+bench "$work/vgg16_224_k4_r3.1.h5" vgg16_224_k4_r3.1
+bench "$work/vgg16_32_k4_r8.8.h5" vgg16_32_k4_r8.8
+
+# Pattern-count sweep (speed side): the 4 SCPs, then 8 and 12 centre-holding 4-tap patterns.
+for k in 8 12; do
+  synth vgg16_cifar 32 "$k" 8.8 "$work/vgg16_32_k${k}_r8.8.h5"
+  bench "$work/vgg16_32_k${k}_r8.8.h5" "vgg16_32_k${k}_r8.8"
+done
+
+python3 - "$work" "$out" "$repeat" <<'PY'
+import json, sys
+work, out, repeat = sys.argv[1], sys.argv[2], sys.argv[3]
+cmd = f"scripts/bench_deploy.sh BUILD_DIR {repeat}"
+load = lambda n: json.load(open(f"{work}/{n}.json"))
+md = lambda n: open(f"{work}/{n}.md").read()
+
+speed = ["vgg16_224_k4_r3.1", "vgg16_32_k4_r8.8"]
+json.dump({"command": cmd, "results": [load(n) for n in speed]}, open(f"{out}/deploy-speed.json", "w"), indent=1)
+with open(f"{out}/deploy-speed.md", "w") as f:
+    f.write("# Deploy speed: generated x86 code vs oneDNN (batch 1)\n\n")
+    f.write(f"Reproduce: `{cmd}` (synthesised models, pconv-synth seed 1, 4 SCPs). Figures are "
+            "medians (min–max) measured on a shared 2-core machine; see the notes in docs/deploy.md.\n\n")
+    for n in speed:
+        f.write(md(n) + "\n")
+
+sweep = ["vgg16_32_k4_r8.8", "vgg16_32_k8_r8.8", "vgg16_32_k12_r8.8"]
+rows = []
+for n, k in zip(sweep, [4, 8, 12]):
+    j = load(n)
+    for run in j["runs"]:
+        rows.append({"patterns": k, "threads": run["threads"], "model": n,
+                     "pattern_conv": run["pattern_conv"], "conv": run["conv"],
+                     "total": run["total"], "commit": j["commit"]})
+json.dump({"command": cmd, "rows": rows}, open(f"{out}/pattern-speed.json", "w"), indent=1)
+with open(f"{out}/pattern-speed.md", "w") as f:
+    f.write("# Pattern-count sweep, speed side (VGG-16/32, connectivity 8.8x)\n\n")
+    f.write(f"Reproduce: `{cmd}`. Libraries from pconv-synth: the 4 SCPs, then 8 and 12 "
+            "centre-holding 4-tap patterns. Batch 1, medians of the per-layer timings.\n\n")
+    f.write("| patterns | threads | pattern convs gen ms | oneDNN best ms | speedup | GFLOP/s non-zero | whole model gen ms (min–max) | commit |\n|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        p, t = r["pattern_conv"], r["total"]["generated_e2e"]
+        f.write(f"| {r['patterns']} | {r['threads']} | {p['generated_ms']:.3f} | {p['onednn_best_ms']:.3f} | "
+                f"{p['speedup_vs_best']:.2f}x | {p['generated_gflops_nonzero']:.1f} | "
+                f"{t['median_ms']:.3f} ({t['min_ms']:.3f}–{t['max_ms']:.3f}) | {r['commit']} |\n")
+PY
+echo "wrote $out/deploy-speed.{md,json} and $out/pattern-speed.{md,json}"

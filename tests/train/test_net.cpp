@@ -1,6 +1,7 @@
 // The whole executor: graph-level gradients against finite differences of the real loss,
 // overfitting a small batch with plain SGD, batch-size changes, and the built-in architectures.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -13,6 +14,16 @@ namespace pconv {
 namespace {
 
 using testing::random_tensor;
+
+// One thread by default: these are tiny problems, and OpenMP barriers stall when other processes
+// hold the cores. BatchSizeChangesReuseOrBuildPlans runs on two threads (batch 128).
+const int kOneThread = (omp_set_num_threads(1), 1);
+
+struct Threads {
+  explicit Threads(int n) : keep(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~Threads() { omp_set_num_threads(keep); }
+  int keep;
+};
 
 // conv-bn-relu-pool, one residual block, a strided block with a 1x1 shortcut, gap, linear.
 Graph tiny_resnet(int classes = 10) {
@@ -184,6 +195,7 @@ TEST(Net, OverfitsASmallRandomBatchWithPlainSgd) {
 }
 
 TEST(Net, BatchSizeChangesReuseOrBuildPlans) {
+  Threads two(2);
   const Graph g = tiny_resnet();
   ParamMap p = init_params(g, 9);
   const Tensor x128 = random_tensor({128, 3, 8, 8}, 10);

@@ -208,7 +208,6 @@ struct Net::Impl {
     const int n = g.size();
     UnionFind uf(n);
     std::vector<bool> frozen(n, false);
-    std::vector<bool> bwd_in_place(n, false);
     auto same_desc = [&](int a, int b) { return p.value[a].get_desc() == p.value[b].get_desc(); };
     // 1. Gradient classes, deciding in backward order.
     for (int i = n - 1; i >= 1; --i) {
@@ -220,7 +219,6 @@ struct Net::Impl {
                         (is_view[i] || !frozen[uf.find(i)]);
         if (ok) {
           uf.unite(i, in);
-          bwd_in_place[i] = true;
         } else if (is_view[i]) {
           frozen[uf.find(i)] = true;  // deferred reader of this class
         }

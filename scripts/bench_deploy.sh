@@ -12,6 +12,7 @@ bin=$build/bin
 work=${PCONV_BENCH_WORK:-/tmp/pconv-bench-deploy}
 out=$root/docs/results
 mkdir -p "$work" "$out"
+load_start=$(cut -d" " -f1-3 /proc/loadavg)
 
 synth() {  # arch size patterns rate file
   "$bin/pconv-synth" --arch "$1" --image-size "$2" --classes "$( [ "$2" = 32 ] && echo 10 || echo 1000)" \
@@ -34,35 +35,37 @@ for k in 8 12; do
   bench "$work/vgg16_32_k${k}_r8.8.h5" "vgg16_32_k${k}_r8.8"
 done
 
-python3 - "$work" "$out" "$repeat" <<'PY'
+load_end=$(cut -d" " -f1-3 /proc/loadavg)
+python3 - "$work" "$out" "$repeat" "$load_start" "$load_end" <<'PY'
 import json, sys
 work, out, repeat = sys.argv[1], sys.argv[2], sys.argv[3]
+load = f"load average (1/5/15 min) {sys.argv[4]} at the start, {sys.argv[5]} at the end"
 cmd = f"scripts/bench_deploy.sh BUILD_DIR {repeat}"
-load = lambda n: json.load(open(f"{work}/{n}.json"))
+loadj = lambda n: json.load(open(f"{work}/{n}.json"))
 md = lambda n: open(f"{work}/{n}.md").read()
 
 speed = ["vgg16_224_k4_r3.1", "vgg16_32_k4_r8.8"]
-json.dump({"command": cmd, "results": [load(n) for n in speed]}, open(f"{out}/deploy-speed.json", "w"), indent=1)
+json.dump({"command": cmd, "results": [loadj(n) for n in speed], "load": load}, open(f"{out}/deploy-speed.json", "w"), indent=1)
 with open(f"{out}/deploy-speed.md", "w") as f:
     f.write("# Deploy speed: generated x86 code vs oneDNN (batch 1)\n\n")
     f.write(f"Reproduce: `{cmd}` (synthesised models, pconv-synth seed 1, 4 SCPs). Figures are "
-            "medians (min–max) measured on a shared 2-core machine; see the notes in docs/deploy.md.\n\n")
+            "medians (min–max) measured on a shared 2-core machine; see the notes in docs/deploy.md. Machine " + load + ".\n\n")
     for n in speed:
         f.write(md(n) + "\n")
 
 sweep = ["vgg16_32_k4_r8.8", "vgg16_32_k8_r8.8", "vgg16_32_k12_r8.8"]
 rows = []
 for n, k in zip(sweep, [4, 8, 12]):
-    j = load(n)
+    j = loadj(n)
     for run in j["runs"]:
         rows.append({"patterns": k, "threads": run["threads"], "model": n,
                      "pattern_conv": run["pattern_conv"], "conv": run["conv"],
                      "total": run["total"], "commit": j["commit"]})
-json.dump({"command": cmd, "rows": rows}, open(f"{out}/pattern-speed.json", "w"), indent=1)
+json.dump({"command": cmd, "load": load, "rows": rows}, open(f"{out}/pattern-speed.json", "w"), indent=1)
 with open(f"{out}/pattern-speed.md", "w") as f:
     f.write("# Pattern-count sweep, speed side (VGG-16/32, connectivity 8.8x)\n\n")
     f.write(f"Reproduce: `{cmd}`. Libraries from pconv-synth: the 4 SCPs, then 8 and 12 "
-            "centre-holding 4-tap patterns. Batch 1, medians of the per-layer timings.\n\n")
+            "centre-holding 4-tap patterns. Batch 1, medians of the per-layer timings. Machine " + load + ".\n\n")
     f.write("| patterns | threads | pattern convs gen ms | oneDNN best ms | speedup | GFLOP/s non-zero | whole model gen ms (min–max) | commit |\n|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         p, t = r["pattern_conv"], r["total"]["generated_e2e"]

@@ -356,6 +356,8 @@ def main(argv=None):
     print(f"wrote {a.out}: {arch} width {a.width}, {len(model.state_dict())} keys"
           + (f", {len(ids)} convs pruned to rate {a.prune_rate} with {len(patterns)} patterns"
              if ids else "")
+          + (f", pattern ids inferred for {len(prunable_conv_keys(numpy_state(model)))} convs"
+             if a.infer_patterns else "")
           + (f", reference logits of {a.reference_batch} inputs" if ref else ""))
     return 0
 

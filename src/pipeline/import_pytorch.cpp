@@ -230,6 +230,7 @@ ModelFile import_state_dict(const StateDict& sd, const Graph& g, const std::stri
 
   std::vector<std::string> problems;
   bool shape_mismatch = false;
+  size_t unexpected = 0;
   ModelFile m;
   m.graph = g;
   for (const auto& [key, t] : sd.tensors) {
@@ -237,6 +238,7 @@ ModelFile import_state_dict(const StateDict& sd, const Graph& g, const std::stri
     if (it == expected.end()) {
       problems.push_back(cat("unexpected key ", key, ": file has ", shape_str(t.shape()), ", ",
                              arch, " has no such parameter"));
+      ++unexpected;
       continue;
     }
     const ParamSpec& s = *it->second;
@@ -269,7 +271,10 @@ ModelFile import_state_dict(const StateDict& sd, const Graph& g, const std::stri
   if (!problems.empty())
     throw Error(cat(sd.source, ": the state dict does not match ", arch, " (", problems.size(),
                     " problem(s))", join_problems(problems),
-                    shape_mismatch ? "\n(check --width, --num-classes and --image-size)" : ""));
+                    shape_mismatch ? "\n(check --width, --num-classes and --image-size)" : "",
+                    2 * unexpected > sd.tensors.size()
+                        ? cat("\n(most keys are unknown to ", arch, ": is --arch right?)")
+                        : ""));
   check_params(g, m.params, sd.source);
 
   if (sd.patterns)

@@ -8,6 +8,7 @@ PKGS=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
   g++-aarch64-linux-gnu qemu-user libsimde-dev
   python3
+  python3-matplotlib
 )
 missing=()
 for p in "${PKGS[@]}"; do

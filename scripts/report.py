@@ -275,7 +275,7 @@ def pattern_label(lib, i):
 
 def chart_kernels(run_dir, insp):
     layers = [l for l in insp.get("layers", []) if num(l.get("kernels_total"))]
-    if not layers:
+    if not any(l.get("pruned") for l in layers):  # a dense model: the table says it all
         return None
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.32 * len(layers) + 1.2)))
     names = [l["name"] for l in layers][::-1]
@@ -387,7 +387,15 @@ def md_table(header, rows):
     return s + "".join("| " + " | ".join(str(c) for c in r) + " |\n" for r in rows)
 
 
+CHART_NAMES = ("loss.png", "accuracy.png", "lr.png", "admm_residual.png", "kernels.png",
+               "patterns.png", "latency.png")
+
+
 def build_report(run_dir, args):
+    for n in CHART_NAMES:  # a chart that no longer applies must not linger from an earlier report
+        p = os.path.join(run_dir, CHART_DIR, n)
+        if os.path.isfile(p):
+            os.remove(p)
     summary = read_json(os.path.join(run_dir, "summary.json"))
     stages = load_stages(run_dir, summary)
     insp = load_inspect(run_dir, args)
@@ -427,10 +435,11 @@ def build_report(run_dir, args):
         lines += ["No stage folder with a metrics.jsonl yet.", ""]
 
     lines += ["## Summary", ""]
-    rows = [["dense accuracy (end of pretrain)", pct(dense)],
-            ["after ADMM", pct(last_of("admm"))],
-            ["after hard prune", pct(last_of("prune"))],
-            ["final accuracy (last stage)", pct(final)]]
+    kinds = {s.kind for s in stages}
+    rows = [["dense accuracy (end of pretrain)", pct(dense)]]
+    rows += [[label, pct(last_of(kind))] for kind, label in
+             (("admm", "after ADMM"), ("prune", "after hard prune")) if kind in kinds]
+    rows.append(["final accuracy (last stage)", pct(final)])
     if dense is not None and final is not None:
         rows.append(["final − dense", f"{100 * (final - dense):+.2f} points"])
     if totals:

@@ -157,14 +157,17 @@ def chart_curves(run_dir, stages, keys, ylabel, title, name, percent=False, logy
     fig, ax = plt.subplots(figsize=(9, 4.2))
     mark_stages(ax, stages)
     drawn = False
-    for key, style, label in keys:
-        xs, ys = series(stages, key)
-        if not xs:
-            continue
-        if percent:
-            ys = [100 * y for y in ys]
-        ax.plot(xs, ys, style, label=label, ms=4, lw=1.4)
-        drawn = True
+    for i, (key, style, label) in enumerate(keys):
+        colour = plt.get_cmap("tab10")(i)
+        for s in stages:  # one segment per stage: no line across a stage without the metric
+            xs, ys = series([s], key)
+            if not xs:
+                continue
+            if percent:
+                ys = [100 * y for y in ys]
+            ax.plot(xs, ys, style, color=colour, label=None if drawn == key else label, ms=4,
+                    lw=1.4)
+            drawn = key
     if not drawn:
         plt.close(fig)
         return None

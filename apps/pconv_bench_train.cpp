@@ -1,9 +1,13 @@
-// pconv-bench-train: training throughput of the oneDNN executor (forward, loss, backward and an
-// SGD momentum + weight decay update per step) on random data, per architecture. Each
+// pconv-bench-train: training throughput of full SGD steps (forward, loss, backward, pconv's
+// SGD with momentum and weight decay) on random data, per architecture. With --stages it also
+// times the same step inside the ADMM stage (penalty gradients, Z/U updates amortised over a
+// CIFAR epoch) and the retrain stage (masks on weights, gradients and momentum); the stages'
+// timing windows are interleaved so a change in machine load hits them alike. Each
 // architecture runs in its own child process so its peak RSS is its own.
 //
 //   pconv-bench-train [--arch resnet20 --arch vgg16_cifar] [--batch 128] [--threads 2]
-//                     [--steps 5] [--windows 5] [--warmup 3] [--json out.json]
+//                     [--steps 5] [--windows 5] [--warmup 3] [--stages dense,admm,retrain]
+//                     [--json out.json]
 #include <omp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -15,54 +19,49 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "admm/admm_hooks.h"
+#include "admm/config.h"
+#include "admm/prune.h"
 #include "core/architectures.h"
 #include "train/loss.h"
 #include "train/net.h"
+#include "train/optimizer.h"
 
 namespace {
 
 struct Options {
   std::vector<std::string> archs;
   int batch = 128, threads = 2, steps = 5, windows = 5, warmup = 3;
+  std::vector<std::string> stages = {"dense"};
   std::string json;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "pconv-bench-train: " << why
             << "\nusage: pconv-bench-train [--arch NAME]... [--batch N] [--threads T] [--steps S]"
-               " [--windows W] [--warmup K] [--json FILE]\n";
+               " [--windows W] [--warmup K] [--stages dense,admm,retrain] [--json FILE]\n";
   std::exit(2);
 }
 
-// Tiny inline SGD (momentum 0.9, weight decay 5e-4 on every trainable tensor); the real optimizer
-// lives in src/train/optimizer.*.
-void sgd_step(pconv::ParamMap& params, pconv::ParamMap& grads, pconv::ParamMap& mom, float lr) {
-  for (auto& [key, g] : grads) {
-    float* w = params.at(key).data();
-    float* v = mom.at(key).data();
-    const float* d = g.data();
-    const int64_t n = g.size();
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) {
-      v[i] = 0.9f * v[i] + d[i] + 5e-4f * w[i];
-      w[i] -= lr * v[i];
-    }
-  }
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
+// One record per stage: {"stage", images_per_s (median), min, max, ...}.
 nlohmann::json bench(const std::string& arch, const Options& o) {
   using clock = std::chrono::steady_clock;
   omp_set_num_threads(o.threads);
   pconv::Graph g = pconv::build_architecture(arch, {});
   pconv::ParamMap params = pconv::init_params(g, 1);
   pconv::Net net(g, params);
-  pconv::ParamMap mom;
-  for (auto& [k, t] : net.grads()) mom.emplace(k, pconv::Tensor(t.shape()));
+  pconv::Sgd sgd(g, pconv::SgdConfig{});
   const pconv::Shape& is = g.input_shape();
   pconv::Tensor x({o.batch, is[0], is[1], is[2]});
   std::mt19937 rng(7);
@@ -70,27 +69,64 @@ nlohmann::json bench(const std::string& arch, const Options& o) {
   for (int64_t i = 0; i < x.size(); ++i) x[i] = nd(rng);
   std::vector<int32_t> labels(static_cast<size_t>(o.batch));
   for (auto& l : labels) l = static_cast<int32_t>(rng() % static_cast<unsigned>(g.num_classes()));
+
+  // Hooks per stage: the paper's 4 SCPs at connectivity 2 on every 3x3 conv but the first.
+  pconv::admm::PruningConfig pcfg;
+  pcfg.rate = 2.0;
+  const pconv::admm::PruningPlan plan = pconv::admm::make_plan(pcfg, g, params);
+  std::vector<std::unique_ptr<pconv::TrainHooks>> hooks;
+  for (const std::string& st : o.stages) {
+    if (st == "dense") {
+      hooks.push_back(std::make_unique<pconv::TrainHooks>());
+    } else if (st == "admm") {
+      hooks.push_back(std::make_unique<pconv::admm::AdmmHooks>(plan, pcfg.admm));
+    } else if (st == "retrain") {
+      pconv::ParamMap pruned = params;
+      pconv::PruningState ps = pconv::admm::hard_prune(g, pruned, plan);
+      hooks.push_back(std::make_unique<pconv::admm::MaskedHooks>(g, ps, pruned));
+    } else {
+      throw pconv::Error("unknown stage " + st + " (dense, admm, retrain)");
+    }
+    hooks.back()->on_stage_begin(params);
+  }
+
   pconv::Tensor dlogits;
   float loss = 0;
-  auto step = [&] {
+  int64_t step_no = 0;
+  auto step = [&](pconv::TrainHooks& h) {
     const pconv::Tensor& y = net.forward(x, true);
     loss = pconv::softmax_cross_entropy(y, labels, 0.f, &dlogits);
     net.backward(dlogits);
-    sgd_step(params, net.grads(), mom, 0.01f);
+    h.adjust_grads(params, net.grads());
+    sgd.step(params, net.grads(), 0.01);
+    h.after_step(++step_no, params, sgd.momentum());
     net.params_changed();
   };
-  for (int i = 0; i < o.warmup; ++i) step();
-  std::vector<double> rates;
+  for (auto& h : hooks)
+    for (int i = 0; i < o.warmup; ++i) step(*h);
+
+  // Per-epoch work (ADMM's Z/U update and rho growth), amortised over a CIFAR-10 epoch.
+  const double steps_per_epoch = 50000.0 / o.batch;
+  std::vector<double> epoch_cost(hooks.size(), 0.0);
+  for (size_t k = 0; k < hooks.size(); ++k) {
+    nlohmann::json rec;
+    const auto t0 = clock::now();
+    hooks[k]->on_epoch_end(0, params, rec);
+    epoch_cost[k] = std::chrono::duration<double>(clock::now() - t0).count();
+  }
+
+  std::vector<std::vector<double>> rates(hooks.size());
   rusage r0{};
   getrusage(RUSAGE_SELF, &r0);
   for (int w = 0; w < o.windows; ++w) {
-    const auto t0 = clock::now();
-    for (int i = 0; i < o.steps; ++i) step();
-    const double s = std::chrono::duration<double>(clock::now() - t0).count();
-    rates.push_back(o.steps * o.batch / s);
+    for (size_t k = 0; k < hooks.size(); ++k) {
+      const auto t0 = clock::now();
+      for (int i = 0; i < o.steps; ++i) step(*hooks[k]);
+      double s = std::chrono::duration<double>(clock::now() - t0).count();
+      s += o.steps * epoch_cost[k] / steps_per_epoch;
+      rates[k].push_back(o.steps * o.batch / s);
+    }
   }
-  std::vector<double> sorted = rates;
-  std::sort(sorted.begin(), sorted.end());
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   // CPU seconds (user + system, all threads) per timed step: with a loaded machine the wall-clock
@@ -99,25 +135,36 @@ nlohmann::json bench(const std::string& arch, const Options& o) {
     return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
   };
   const double cpu = secs(ru.ru_utime) + secs(ru.ru_stime) - secs(r0.ru_utime) - secs(r0.ru_stime);
-  const double cpu_per_step = cpu / (o.windows * o.steps);
+  const double cpu_per_step = cpu / (o.windows * o.steps * static_cast<double>(hooks.size()));
   double load = -1;
   if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
     if (std::fscanf(f, "%lf", &load) != 1) load = -1;
     std::fclose(f);
   }
-  return {{"arch", arch},
-          {"batch", o.batch},
-          {"threads", o.threads},
-          {"images_per_s", sorted[sorted.size() / 2]},
-          {"images_per_s_min", sorted.front()},
-          {"images_per_s_max", sorted.back()},
-          {"windows", rates},
-          {"steps_per_window", o.steps},
-          {"last_loss", loss},
-          {"cpu_s_per_step", cpu_per_step},
-          {"images_per_cpu_s", o.batch / cpu_per_step},
-          {"loadavg_1min", load},
-          {"peak_rss_mib", static_cast<double>(ru.ru_maxrss) / 1024.0}};
+  nlohmann::json out = nlohmann::json::array();
+  const double dense = median(rates[0]);
+  for (size_t k = 0; k < hooks.size(); ++k) {
+    const double med = median(rates[k]);
+    nlohmann::json r{{"arch", arch},
+                     {"stage", o.stages[k]},
+                     {"batch", o.batch},
+                     {"threads", o.threads},
+                     {"images_per_s", med},
+                     {"images_per_s_min", *std::min_element(rates[k].begin(), rates[k].end())},
+                     {"images_per_s_max", *std::max_element(rates[k].begin(), rates[k].end())},
+                     {"windows", rates[k]},
+                     {"steps_per_window", o.steps},
+                     {"epoch_work_s", epoch_cost[k]},
+                     {"last_loss", loss},
+                     {"cpu_s_per_step", cpu_per_step},
+                     {"images_per_cpu_s", o.batch / cpu_per_step},
+                     {"loadavg_1min", load},
+                     {"peak_rss_mib", static_cast<double>(ru.ru_maxrss) / 1024.0}};
+    // Step-time overhead against the first stage listed (dense), same run.
+    if (k > 0) r["step_overhead_vs_" + o.stages[0]] = dense / med - 1.0;
+    out.push_back(r);
+  }
+  return out;
 }
 
 std::string git_commit() {
@@ -165,7 +212,17 @@ int main(int argc, char** argv) {
       o.windows = num();
     else if (a == "--warmup")
       o.warmup = num();
-    else if (a == "--json")
+    else if (a == "--stages") {
+      o.stages.clear();
+      std::string v = next();
+      for (size_t p = 0; p <= v.size();) {
+        size_t c = v.find(',', p);
+        if (c == std::string::npos) c = v.size();
+        o.stages.push_back(v.substr(p, c - p));
+        p = c + 1;
+      }
+      if (o.stages.empty() || o.stages[0] != "dense") usage("--stages must start with dense");
+    } else if (a == "--json")
       o.json = next();
     else
       usage("unknown argument '" + a + "'");
@@ -182,7 +239,7 @@ int main(int argc, char** argv) {
       std::string text;
       int rc = 0;
       try {
-        text = bench(arch, o).dump();
+        text = nlohmann::json{{"records", bench(arch, o)}}.dump();
       } catch (const std::exception& e) {
         text = nlohmann::json{{"arch", arch}, {"error", e.what()}}.dump();
         rc = 1;
@@ -205,17 +262,23 @@ int main(int argc, char** argv) {
       std::cerr << "pconv-bench-train: " << arch << ": " << r["error"].get<std::string>() << "\n";
       return 1;
     }
-    r["command"] = command;
-    r["commit"] = commit;
-    std::printf(
-        "%-14s batch %d threads %d: %.1f images/s (min %.1f, max %.1f over %d windows), "
-        "%.1f images per CPU-second, peak RSS %.0f MiB, load %.2f\n",
-        arch.c_str(), o.batch, o.threads, r["images_per_s"].get<double>(),
-        r["images_per_s_min"].get<double>(), r["images_per_s_max"].get<double>(), o.windows,
-        r["images_per_cpu_s"].get<double>(), r["peak_rss_mib"].get<double>(),
-        r["loadavg_1min"].get<double>());
-    std::fflush(stdout);
-    all.push_back(r);
+    for (nlohmann::json rec : r["records"]) {
+      rec["command"] = command;
+      rec["commit"] = commit;
+      std::printf(
+          "%-14s %-8s batch %d threads %d: %.1f images/s (min %.1f, max %.1f over %d windows), "
+          "%.1f images per CPU-second, peak RSS %.0f MiB, load %.2f",
+          arch.c_str(), rec["stage"].get<std::string>().c_str(), o.batch, o.threads,
+          rec["images_per_s"].get<double>(), rec["images_per_s_min"].get<double>(),
+          rec["images_per_s_max"].get<double>(), o.windows, rec["images_per_cpu_s"].get<double>(),
+          rec["peak_rss_mib"].get<double>(), rec["loadavg_1min"].get<double>());
+      for (auto it = rec.begin(); it != rec.end(); ++it)
+        if (it.key().rfind("step_overhead_vs_", 0) == 0)
+          std::printf(", step overhead %+.1f%%", 100.0 * it.value().get<double>());
+      std::printf("\n");
+      std::fflush(stdout);
+      all.push_back(rec);
+    }
   }
   if (!o.json.empty()) {
     std::ofstream f(o.json);

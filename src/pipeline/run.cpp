@@ -11,6 +11,7 @@
 #include "core/model_file.h"
 #include "data/dataset.h"
 #include "pipeline/provenance.h"
+#include "pipeline/report.h"
 #include "train/progress.h"
 
 namespace pconv {
@@ -229,6 +230,8 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
                     {"command", recorded_command_line()},
                     {"threads", omp_get_max_threads()}};
   write_text_atomic(dir / "summary.json", result.summary.dump(2) + "\n");
+  // TensorBoard events, inspect.json and report.md with charts; problems are only warnings.
+  if (opt.report) write_report(dir.string());
   result.finished = true;
   return result;
 }

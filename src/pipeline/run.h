@@ -7,6 +7,7 @@
 //   <stage>/metrics.jsonl       one JSON object per epoch
 //   model.h5                    the result of the last finished stage
 //   summary.json                per-stage figures
+//   report.md, report/, tb/     charts, TensorBoard events (docs/reports.md)
 #pragma once
 
 #include <atomic>
@@ -21,6 +22,7 @@ struct RunOptions {
   bool resume = false;                      // continue a run folder that holds checkpoints
   bool restart = false;                     // discard what the run folder holds and start over
   const std::atomic<bool>* stop = nullptr;  // set (by Ctrl-C) to checkpoint and stop
+  bool report = true;  // write runs/<name>/report.md, tb/ events and inspect.json at the end
 };
 
 struct RunResult {

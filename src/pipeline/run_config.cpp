@@ -103,7 +103,8 @@ RunConfig parse_run_config(const json& j, const std::string& file) {
     sc.loop.stage = kind;
     if (sc.kind != StageKind::Prune)
       PCONV_CHECK(sc.loop.epochs > 0, s.where("epochs"), ": a ", kind, " stage needs epochs > 0");
-    if (sc.kind != StageKind::Pretrain)
+    // Retrain takes its masks from the model (a prune stage or an imported pruned model).
+    if (sc.kind == StageKind::Admm || sc.kind == StageKind::Prune)
       PCONV_CHECK(c.pruning.has_value(), s.where("kind"), ": stage \"", kind,
                   "\" needs a \"pruning\" section in the config");
     s.finish();

@@ -1,1 +1,0 @@
-// Placeholder so a module library exists before its first source file.

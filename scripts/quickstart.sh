@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The main job, end to end and offline: installs what is missing, builds, prepares CIFAR-10
-# (from ../shared/datasets when present, else the official download), trains the quick config,
-# evaluates the result and prints a summary. Re-running resumes an interrupted run.
-#   --fast   a smoke run of a couple of minutes (few steps per epoch, data subsets)
-#   --fresh  discard runs/quick and start over
+# (from ../shared/datasets when present, else the official download), then on configs/quick.json:
+# dense training, ADMM pattern + connectivity pruning, hard prune, masked retraining, the pruning
+# report, generated code for every target this machine can run (x86 and c natively, neon under
+# qemu, opencl on PoCL) each verified against the reference executor, the latency benchmark
+# against oneDNN, and one summary. Re-running resumes an interrupted run.
+#   --fast   a smoke run of a few minutes (few steps per epoch, data subsets)
+#   --fresh  discard the run folder and start over
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -13,43 +16,85 @@ for a in "$@"; do
   case "$a" in
     --fast) fast=1 ;;
     --fresh) fresh=1 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "quickstart: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
 
-echo "== [1/4] dependencies"
+echo "== [1/6] dependencies"
 "$root/scripts/install-deps.sh"
-echo "== [2/4] build"
+echo "== [2/6] build"
 "$root/scripts/build.sh"
 bin="${PCONV_BUILD_DIR:-$root/build}/bin"
 
 config=configs/quick.json
 run=runs/quick
 args=()
+repeat=20
 if [ "$fast" = 1 ]; then
   run=runs/quick-fast
   args+=(--run-dir "$run" --smoke 20 --set data.train_limit=5000)
+  repeat=5
 fi
 if [ "$fresh" = 1 ]; then args+=(--restart); elif [ -d "$run" ]; then args+=(--resume); fi
 
-echo "== [3/4] train ($config)"
+echo "== [3/6] train: dense -> ADMM -> prune -> retrain ($config)"
 "$bin/pconv-train" "$config" "${args[@]}"
+model="$run/model.h5"
 
-echo "== [4/4] evaluate on the CIFAR-10 test set"
-"$bin/pconv-eval" "$run/model.h5" --json "$run/eval.json"
+echo "== [4/6] inspect the pruned model"
+"$bin/pconv-inspect" "$model" --json "$run/inspect.json" --png-dir "$run/report/patterns"
+
+echo "== [5/6] generate and verify inference code"
+targets=(x86 c)
+if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
+  targets+=(neon)
+fi
+if command -v clinfo >/dev/null && [ "$(clinfo -l 2>/dev/null | grep -c Platform)" -gt 0 ]; then
+  targets+=(opencl)
+fi
+: > "$run/deploy-status.txt"
+mkdir -p "$run/deploy"
+for t in "${targets[@]}"; do
+  if "$bin/pconv-deploy" "$model" --target "$t" --out "$run/deploy/$t" --verify > "$run/deploy/$t.log" 2>&1; then
+    echo "$t verified against the reference executor"
+  else
+    echo "$t FAILED (see $run/deploy/$t.log)"
+  fi | tee -a "$run/deploy-status.txt"
+done
+
+echo "== [6/6] latency: generated x86 code vs oneDNN (batch 1)"
+"$bin/pconv-bench" "$model" --threads 1,2 --repeat "$repeat" --json "$run/bench.json" --md "$run/bench.md" \
+  --work "$run/bench-work" > "$run/bench.log" 2>&1 || echo "benchmark failed (see $run/bench.log)"
+python3 scripts/report.py "$run" > /dev/null 2>&1 || echo "(report charts need python3-matplotlib)"
 
 echo
-echo "Summary"
 python3 - "$run" <<'PY'
-import json, sys
+import json, os, sys
 run = sys.argv[1]
 s = json.load(open(f"{run}/summary.json"))
-e = json.load(open(f"{run}/eval.json"))
-for st in s["stages"]:
-    print(f"  {st['name']:<14} {st['stage']:<9} epochs {st.get('epochs', 0):>3}  "
-          f"test top1 {st.get('test_top1', float('nan')):.4f}  train {st.get('train_seconds', 0):.0f}s")
-print(f"  final model    {s['model']}")
-print(f"  test top1      {e['test_top1']:.4f}  top5 {e['test_top5']:.4f} on {e['images']} images")
-print(f"  run folder     {run}  (metrics.jsonl per stage, config.json, summary.json)")
+st = {x["stage"]: x for x in s["stages"]}
+print("Summary")
+dense = st.get("pretrain", {}).get("test_top1")
+pruned = s["stages"][-1].get("test_top1")
+if dense is not None:
+    print(f"  dense test top1      {dense:.4f}")
+if pruned is not None and s["stages"][-1]["stage"] != "pretrain":
+    print(f"  pruned test top1     {pruned:.4f}  ({100 * (pruned - dense):+.2f} points)")
+if os.path.exists(f"{run}/inspect.json"):
+    t = json.load(open(f"{run}/inspect.json"))
+    print(f"  conv compression     {t['totals']['conv_compression']:.2f}x   MAC reduction "
+          f"{t['totals']['mac_reduction']:.2f}x   constraints {'verified' if t['verified'] else 'VIOLATED'}")
+for line in open(f"{run}/deploy-status.txt"):
+    print(f"  deploy               {line.strip()}")
+if os.path.exists(f"{run}/bench.json"):
+    b = json.load(open(f"{run}/bench.json"))
+    for r in b.get("runs", []):
+        tot = r["total"]
+        print(f"  latency, {r['threads']} thread(s)  generated {tot['generated_e2e']['median_ms']:.2f} ms "
+              f"vs oneDNN dense model {tot['dense_model_net']['median_ms']:.2f} ms "
+              f"({tot['speedup_vs_dense_model']:.2f}x); conv layers {r['conv']['speedup_vs_best']:.2f}x "
+              f"vs oneDNN's best per layer")
+print(f"  run folder           {run}/  (model.h5, report.md, metrics.jsonl per stage, tb/ for TensorBoard)")
+print(f"  generated code       {run}/deploy/<target>/")
 PY

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Writes a docs/results/<name>.json record from a finished (or partly finished) run folder.
+
+  scripts/record_result.py RUN_DIR --stage 1-pretrain --out docs/results/quick.json
+      [--dense-stage 1-pretrain]   # for pruned results: the dense accuracy to compare with
+
+Fields: model, dataset, epochs, test_top1, test_top5, train_seconds, threads, command, commit,
+run, stage; for pruned stages also patterns, conn_rate, conv_weight_compression, mac_reduction,
+dense_top1 (from RUN_DIR/inspect.json, written by pconv-train's report or pconv-inspect --json).
+Only figures present in the run folder are written; nothing is estimated.
+"""
+import argparse
+import json
+import os
+import sys
+
+
+def metrics(run, stage):
+    path = os.path.join(run, stage, "metrics.jsonl")
+    if not os.path.exists(path):
+        sys.exit(f"record_result: {path} not found")
+    return [json.loads(l) for l in open(path) if l.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("--stage", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--dense-stage")
+    ap.add_argument("--note", help="free text kept with the record (e.g. how the tree differed)")
+    a = ap.parse_args()
+    cfg = json.load(open(os.path.join(a.run, "config.json")))
+    summary_path = os.path.join(a.run, "summary.json")
+    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+    m = [r for r in metrics(a.run, a.stage) if "test_top1" in r]
+    if not m:
+        sys.exit(f"record_result: stage {a.stage} has no evaluated epoch yet")
+    last = m[-1]
+    model = cfg["model"].get("arch") or cfg["model"].get("init") or "graph"
+    if cfg["model"].get("width", 1.0) != 1.0:
+        model += f"@{cfg['model']['width']}"
+    out = {
+        "model": model,
+        "dataset": cfg.get("data", {}).get("dataset", "cifar10"),
+        "run": cfg["name"],
+        "stage": a.stage,
+        "epochs": last.get("epoch"),
+        "test_top1": last["test_top1"],
+        "test_top5": last.get("test_top5"),
+        "best_top1": max(r["test_top1"] for r in m),
+        "train_seconds": sum(r.get("train_seconds", 0.0) for r in metrics(a.run, a.stage)),
+        "threads": summary.get("threads", cfg.get("threads", 0)),
+        "command": summary.get("command", ""),
+        "commit": summary.get("commit", ""),
+        "config": cfg,
+    }
+    if a.note:
+        out["note"] = a.note
+    # The final model's pruning figures, when the stage is pruned.
+    if a.dense_stage:
+        dense = [r for r in metrics(a.run, a.dense_stage) if "test_top1" in r]
+        out["dense_top1"] = dense[-1]["test_top1"]
+        out["top1_change"] = out["test_top1"] - out["dense_top1"]
+        insp_path = os.path.join(a.run, "inspect.json")
+        if os.path.exists(insp_path):
+            insp = json.load(open(insp_path))
+            t = insp.get("totals", insp)
+            for k_out, keys in (("conv_weight_compression", ("conv_compression",)),
+                                ("mac_reduction", ("mac_reduction",))):
+                for k in keys:
+                    if k in t:
+                        out[k_out] = t[k]
+                        break
+        pr = cfg.get("pruning", {})
+        out["patterns"] = pr.get("library", "scp4")
+        out["conn_rate"] = pr.get("rate", 1)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(out, f, indent=2)
+        f.write("\n")
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

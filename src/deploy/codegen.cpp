@@ -1,5 +1,5 @@
 // Generator core: memory planning, weight file layout and the emission of every layer, written
-// once against the Target spellings. The OpenCL dialect (codegen_opencl.cpp) reuses the plan and
+// once against the Target spellings. The OpenCL dialect (opencl_codegen.cpp) reuses the plan and
 // the tile bodies and overrides only the function wrappers and the host side.
 #include "deploy/codegen.h"
 

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "error_of.h"
+
 #include "core/architectures.h"
 #include "core/error.h"
 #include "core/json_reader.h"
@@ -10,15 +12,6 @@ namespace pconv {
 namespace {
 
 using nlohmann::json;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(GraphJson, RoundTripEveryArchitecture) {
   for (const std::string& name : architecture_names()) {

@@ -1,6 +1,8 @@
 // Finding CIFAR-10: layout detection, the cache, tarball candidates, checksum and extraction.
 #include <gtest/gtest.h>
 
+#include "error_of.h"
+
 #include <functional>
 
 #include <cstdlib>
@@ -17,15 +19,6 @@ namespace pconv::data {
 namespace {
 
 using testing::ScratchDir;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Cifar10Source, DigestsOfAnAwkwardFileName) {
   ScratchDir d("digest");

@@ -1,6 +1,8 @@
 // The image-folder reader on a small folder of PNG and JPEG files written here.
 #include <gtest/gtest.h>
 
+#include "error_of.h"
+
 #include <functional>
 
 #include "core/error.h"
@@ -15,15 +17,6 @@ namespace {
 using testing::pattern_image;
 using testing::ScratchDir;
 using testing::write_image;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // <root>/train/{bird, ant}/... with mixed-case extensions, a grayscale PNG and a stray text file.
 void make_folder(const ScratchDir& d) {

@@ -2,6 +2,8 @@
 // retrain; the run folder's files; refusing to overwrite; stopping and resuming; config errors.
 #include <gtest/gtest.h>
 
+#include "error_of.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -79,15 +81,6 @@ json config(const fs::path& run_dir) {
             {{"kind", "admm"}, {"epochs", 2}},
             {{"kind", "prune"}},
             {{"kind", "retrain"}, {"epochs", 2}}}}};
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(RunPipeline, AllStagesResumeAndRefuseToOverwrite) {

@@ -64,6 +64,7 @@ for t in "${targets[@]}"; do
 done
 
 echo "== [6/6] latency: generated x86 code vs oneDNN (batch 1)"
+cut -d" " -f1 /proc/loadavg > "$run/bench-load.txt"
 "$bin/pconv-bench" "$model" --threads 1,2 --repeat "$repeat" --json "$run/bench.json" --md "$run/bench.md" \
   --work "$run/bench-work" > "$run/bench.log" 2>&1 || echo "benchmark failed (see $run/bench.log)"
 python3 scripts/report.py "$run" > /dev/null 2>&1 || echo "(report charts need python3-matplotlib)"
@@ -95,6 +96,12 @@ if os.path.exists(f"{run}/bench.json"):
               f"vs oneDNN dense model {tot['dense_model_net']['median_ms']:.2f} ms "
               f"({tot['speedup_vs_dense_model']:.2f}x); conv layers {r['conv']['speedup_vs_best']:.2f}x "
               f"vs oneDNN's best per layer")
+if os.path.exists(f"{run}/bench-load.txt"):
+    load = float(open(f"{run}/bench-load.txt").read().split()[0])
+    if load > 0.5 * os.cpu_count():
+        print(f"  note                 load average was {load:.1f} on {os.cpu_count()} cores when the "
+              "benchmark started: other work was running, so its timings (2 threads above all) "
+              "are not trustworthy; rerun on a quiet machine")
 print(f"  run folder           {run}/  (model.h5, report.md, metrics.jsonl per stage, tb/ for TensorBoard)")
 print(f"  generated code       {run}/deploy/<target>/")
 PY

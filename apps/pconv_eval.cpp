@@ -7,6 +7,7 @@
 #include "core/json_reader.h"
 #include "core/model_file.h"
 #include "data/dataset.h"
+#include "deploy/deployed_eval.h"
 #include "pipeline/provenance.h"
 #include "train/trainer.h"
 
@@ -21,6 +22,8 @@ void usage() {
       "  --limit N              class-balanced subset of N images\n"
       "  --batch N              batch size (default 256)\n"
       "  --threads N            compute threads (default: every core)\n"
+      "  --deployed DIR         also run the code pconv-deploy generated in DIR over the same\n"
+      "                         images and report its accuracy and its agreement with the .h5\n"
       "  --json FILE            also write the result as JSON");
 }
 }  // namespace
@@ -29,7 +32,7 @@ int main(int argc, char** argv) {
   using namespace pconv;
   set_command_line(command_line(argc, argv));
   try {
-    std::string model, json_out, split = "test";
+    std::string model, json_out, split = "test", deployed;
     nlohmann::json dj = nlohmann::json::object();
     int batch = 256;
     for (int i = 1; i < argc; ++i) {
@@ -56,6 +59,8 @@ int main(int argc, char** argv) {
         batch = std::stoi(value());
       } else if (a == "--threads") {
         omp_set_num_threads(std::stoi(value()));
+      } else if (a == "--deployed") {
+        deployed = value();
       } else if (a == "--json") {
         json_out = value();
       } else if (!a.empty() && a[0] == '-') {
@@ -81,24 +86,37 @@ int main(int argc, char** argv) {
     lo.batch_size = batch;
     lo.shuffle = lo.augment = lo.drop_last = false;
     data::BatchLoader loader(*ds, lo);
-    EvalResult e = evaluate(net, loader, "eval");
-    std::printf("%s on %s (%lld images): top1 %.4f  top5 %.4f  loss %.4f  (%.1fs, %.0f img/s)\n",
-                model.c_str(), ds->describe().c_str(), static_cast<long long>(e.images), e.top1,
-                e.top5, e.loss, e.seconds, e.images / e.seconds);
-    if (!json_out.empty()) {
-      nlohmann::json j{{"model", model},
-                       {"dataset", dc.dataset},
-                       {"split", split},
-                       {"images", e.images},
-                       {"test_top1", e.top1},
-                       {"test_top5", e.top5},
-                       {"loss", e.loss},
-                       {"seconds", e.seconds},
-                       {"commit", git_commit()},
-                       {"command", recorded_command_line()},
-                       {"threads", omp_get_max_threads()}};
-      std::ofstream(json_out) << j.dump(2) << "\n";
+    nlohmann::json j{{"model", model},
+                     {"dataset", dc.dataset},
+                     {"split", split},
+                     {"commit", git_commit()},
+                     {"command", recorded_command_line()},
+                     {"threads", omp_get_max_threads()}};
+    if (deployed.empty()) {
+      EvalResult e = evaluate(net, loader, "eval");
+      std::printf("%s on %s (%lld images): top1 %.4f  top5 %.4f  loss %.4f  (%.1fs, %.0f img/s)\n",
+                  model.c_str(), ds->describe().c_str(), static_cast<long long>(e.images), e.top1,
+                  e.top5, e.loss, e.seconds, e.images / e.seconds);
+      j.update({{"images", e.images},
+                {"test_top1", e.top1},
+                {"test_top5", e.top5},
+                {"loss", e.loss},
+                {"seconds", e.seconds}});
+    } else {
+      deploy::DeployedEval d = deploy::evaluate_deployed(net, loader, deployed);
+      std::printf(
+          "%s (%lld images): .h5 top1 %.4f, deployed code top1 %.4f, same top-1 on %.4f of "
+          "images\n",
+          model.c_str(), static_cast<long long>(d.images), d.model_top1, d.deployed_top1,
+          d.agreement);
+      j.update({{"images", d.images},
+                {"test_top1", d.model_top1},
+                {"deployed", deployed},
+                {"deployed_top1", d.deployed_top1},
+                {"top1_agreement", d.agreement},
+                {"max_logit_diff", d.max_logit_diff}});
     }
+    if (!json_out.empty()) std::ofstream(json_out) << j.dump(2) << "\n";
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pconv-eval: error: %s\n", e.what());

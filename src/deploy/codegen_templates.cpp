@@ -298,6 +298,9 @@ std::string runner_source(const Target& t, const DeployModel& dm) {
                         "codegen_templates.cpp", t, dm) +
          R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
 //               [--repeat N] [--threads N] [--layer-times]
+//        runner weights.bin --batch --input xs.f32 --output logits.f32
+// --batch classifies every sample of a file holding any number of inputs back to back and
+// writes their logits back to back (what pconv-eval --deployed uses on a whole test set).
 // --layer-times prints each layer's median/min/max ms over the repeats ("layer K op I NAME median
 // M min A max B"; needs a build with -DPCONV_LAYER_TIMES=ON).
 // The raw input is pconv_input_size() float32 values in NCHW order. A binary PPM (P6) image is
@@ -348,11 +351,15 @@ int main(int argc, char** argv) {
   }
   const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr;
   int repeat = 1, threads = 0;
-  bool layer_times = false;
+  bool layer_times = false, batch = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--layer-times") {
       layer_times = true;
+      continue;
+    }
+    if (a == "--batch") {
+      batch = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -376,6 +383,36 @@ int main(int argc, char** argv) {
 #endif
   const int n = pconv_input_size(), k = pconv_output_size();
   std::vector<float> x((size_t)n), y((size_t)k);
+  if (batch) {
+    if (!in_path || !out_path) {
+      std::fprintf(stderr, "runner: --batch needs --input and --output\n");
+      return 2;
+    }
+    FILE* f = std::fopen(in_path, "rb");
+    FILE* g = f ? std::fopen(out_path, "wb") : nullptr;
+    pconv_model* m = g ? pconv_create(argv[1]) : nullptr;
+    if (!f || !g || !m) {
+      std::fprintf(stderr, "runner: cannot open %s / %s or create the model\n", in_path, out_path);
+      return 1;
+    }
+    long count = 0;
+    size_t got;
+    while ((got = std::fread(x.data(), 4, (size_t)n, f)) == (size_t)n) {
+      if (pconv_run(m, x.data(), y.data()) != 0 || std::fwrite(y.data(), 4, (size_t)k, g) != (size_t)k) {
+        std::fprintf(stderr, "runner: sample %ld failed\n", count);
+        return 1;
+      }
+      ++count;
+    }
+    std::fclose(f);
+    pconv_destroy(m);
+    if (std::fclose(g) != 0 || got != 0) {
+      std::fprintf(stderr, "runner: %s is not a whole number of %d-float samples\n", in_path, n);
+      return 1;
+    }
+    std::printf("batch: %ld samples classified\n", count);
+    return 0;
+  }
   if (in_path) {
     FILE* f = std::fopen(in_path, "rb");
     if (!f || std::fread(x.data(), 4, (size_t)n, f) != (size_t)n) {

@@ -1,0 +1,23 @@
+// Accuracy of generated code over a whole data set, against the .h5 model it came from: every
+// image goes through both the reference executor (pconv::Net) and the generated runner.
+#pragma once
+
+#include <string>
+
+#include "data/batch_loader.h"
+#include "train/net.h"
+
+namespace pconv::deploy {
+
+struct DeployedEval {
+  int64_t images = 0;
+  double model_top1 = 0, deployed_top1 = 0;
+  double agreement = 0;       // fraction of images where both predict the same class
+  double max_logit_diff = 0;  // largest |logit difference| over all images and classes
+};
+
+// `dir` is a folder written by pconv-deploy for a CPU target (built into dir/build when that is
+// missing). Runs one epoch of `loader` (in order, no augmentation).
+DeployedEval evaluate_deployed(Net& net, data::BatchLoader& loader, const std::string& dir);
+
+}  // namespace pconv::deploy

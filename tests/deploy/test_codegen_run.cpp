@@ -13,6 +13,7 @@
 #include "deploy/compiler.h"
 #include "deploy/synth.h"
 #include "deploy/target.h"
+#include "deploy_test_models.h"
 
 using namespace pconv;
 using namespace pconv::deploy;
@@ -38,16 +39,6 @@ void check_target(const ModelFile& m, const std::string& name, const std::string
   EXPECT_EQ(r.naive_top1, r.gen_top1) << r.message;
 }
 
-ConvAttrs conv(int out, int k, int stride, int groups = 1) {
-  ConvAttrs a;
-  a.out_channels = out;
-  a.kernel_h = a.kernel_w = k;
-  a.stride_h = a.stride_w = stride;
-  a.pad_h = a.pad_w = (k - 1) / 2;
-  a.groups = groups;
-  return a;
-}
-
 // Odd sizes everywhere: stride 1 and 2, maps of 13x11 / 7x6 / 4x3 / 2x2, channels that are no
 // multiple of any vector width, 1x1 and depthwise convs, ReLU6, pools, a linear head.
 ModelFile odd_model(uint64_t seed) {
@@ -68,25 +59,6 @@ ModelFile odd_model(uint64_t seed) {
   m.params = init_params(g, seed);
   randomize_bn(m, seed + 1);
   prune_model(m, 4, 2.5, false);
-  return m;
-}
-
-// A map wider than two AVX-512 vectors with a ragged end (33), residual add, global pool.
-ModelFile wide_residual_model(uint64_t seed) {
-  ModelFile m;
-  Graph& g = m.graph;
-  int x = g.input("in", 5, 9, 33);
-  x = g.relu("r1", g.batch_norm("b1", g.conv("c1", x, conv(24, 3, 1))));
-  int y = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(24, 3, 1))));
-  y = g.batch_norm("b3", g.conv("c3", y, conv(24, 3, 1)));
-  x = g.relu("r3", g.add("add", x, y));
-  x = g.relu("r4", g.conv("c4", x, conv(40, 3, 2)));  // 5x17
-  x = g.global_avg_pool("gap", x);
-  x = g.flatten("f", x);
-  g.linear("fc", x, LinearAttrs{10, true});
-  m.params = init_params(g, seed);
-  randomize_bn(m, seed + 1);
-  prune_model(m, 4, 3.1, false);
   return m;
 }
 

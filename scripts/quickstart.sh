@@ -33,8 +33,8 @@ args=()
 repeat=20
 if [ "$fast" = 1 ]; then
   run=runs/quick-fast
-  args+=(--run-dir "$run" --smoke 20 --set data.train_limit=5000)
-  repeat=5
+  args+=(--run-dir "$run" --smoke 20 --epochs 1 --set data.train_limit=5000)
+  repeat=3
 fi
 if [ "$fresh" = 1 ]; then args+=(--restart); elif [ -d "$run" ]; then args+=(--resume); fi
 

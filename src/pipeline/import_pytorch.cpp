@@ -1,15 +1,8 @@
 #include "pipeline/import_pytorch.h"
 
-// HDF5's headers reach src/pipeline only when the build exports core's HDF5 include directory
-// (docs/import.md, "Build"); without them the import compiles but refuses to read files.
-#if __has_include(<hdf5.h>)
-#define PCONV_IMPORT_HAS_HDF5 1
 #include <hdf5.h>
 
 #include "core/hdf5_util.h"
-#else
-#define PCONV_IMPORT_HAS_HDF5 0
-#endif
 
 #include <algorithm>
 #include <cmath>
@@ -49,7 +42,6 @@ const char* torch_role(ParamRole r) {
   return "?";
 }
 
-#if PCONV_IMPORT_HAS_HDF5
 herr_t collect_link(hid_t, const char* name, const H5L_info_t*, void* out) {
   static_cast<std::vector<std::string>*>(out)->push_back(name);
   return 0;
@@ -97,8 +89,6 @@ std::vector<uint16_t> read_patterns(const h5::File& f) {
   admm::PatternLibrary::from_masks(masks, where);  // exactly 4 positions each, no repeats
   return masks;
 }
-
-#endif  // PCONV_IMPORT_HAS_HDF5
 
 std::string join_problems(const std::vector<std::string>& problems) {
   std::string s;
@@ -183,11 +173,6 @@ int default_image_size(const std::string& arch) {
 }
 
 StateDict read_state_dict(const std::string& path) {
-#if !PCONV_IMPORT_HAS_HDF5
-  throw Error(cat(path,
-                  ": pconv was built without HDF5 headers visible to src/pipeline, so it "
-                  "cannot read state_dict files (docs/import.md, \"Build\")"));
-#else
   const h5::File f = h5::File::open_read(path);
   StateDict sd;
   sd.source = path;
@@ -220,7 +205,6 @@ StateDict read_state_dict(const std::string& path) {
     }
   }
   return sd;
-#endif
 }
 
 ModelFile import_state_dict(const StateDict& sd, const Graph& g, const std::string& arch) {

@@ -26,16 +26,9 @@
 #include "pipeline/import_pytorch.h"
 #include "train/net.h"
 
-// The HDF5 headers reach this test only when the build exports core's HDF5 include directory
-// (docs/import.md, "Build").
-#if __has_include(<hdf5.h>)
-#define PCONV_TEST_HAS_HDF5 1
 #include <hdf5.h>
 
 #include "core/hdf5_util.h"
-#else
-#define PCONV_TEST_HAS_HDF5 0
-#endif
 
 namespace pconv {
 namespace {
@@ -129,8 +122,6 @@ TEST(ImportCommand, UsageErrors) {
   EXPECT_HAS(err, f.path("x.h5"));
   EXPECT_FALSE(fs::exists(f.path("m.h5")));
 }
-
-#if PCONV_TEST_HAS_HDF5
 
 // What h5py writes from a (possibly masked) model.state_dict(), plus the pattern masks.
 struct StateDictFile {
@@ -669,15 +660,6 @@ TEST(ExportScript, PyTorchPrunedVggGivesPyTorchsLogits) {
   }
   std::cout << "pconv::Net vs PyTorch: worst |err| / tol = " << worst << "\n";
 }
-
-#else  // !PCONV_TEST_HAS_HDF5
-
-TEST(Import, NeedsHdf5HeadersInThisBuild) {
-  GTEST_SKIP() << "HDF5 headers are not visible to tests/pipeline: the import tests need core's "
-                  "HDF5 include directory exported (docs/import.md, \"Build\")";
-}
-
-#endif  // PCONV_TEST_HAS_HDF5
 
 }  // namespace
 }  // namespace pconv

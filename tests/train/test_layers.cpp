@@ -43,6 +43,20 @@ ParamMap random_params(const Graph& g, uint64_t seed, float scale = 1.f) {
 struct ConvCase {
   int ic, oc, ih, iw, kh, kw, sh, sw, ph, pw, groups;
   bool bias;
+
+  ConvAttrs attrs() const {
+    ConvAttrs a;
+    a.out_channels = oc;
+    a.kernel_h = kh;
+    a.kernel_w = kw;
+    a.stride_h = sh;
+    a.stride_w = sw;
+    a.pad_h = ph;
+    a.pad_w = pw;
+    a.groups = groups;
+    a.bias = bias;
+    return a;
+  }
 };
 
 std::string conv_case_str(const ConvCase& c) {
@@ -56,16 +70,7 @@ TEST_P(ConvForward, MatchesNaiveLoop) {
   const ConvCase c = GetParam();
   Graph g;
   int x = g.input("in", c.ic, c.ih, c.iw);
-  ConvAttrs a;
-  a.out_channels = c.oc;
-  a.kernel_h = c.kh;
-  a.kernel_w = c.kw;
-  a.stride_h = c.sh;
-  a.stride_w = c.sw;
-  a.pad_h = c.ph;
-  a.pad_w = c.pw;
-  a.groups = c.groups;
-  a.bias = c.bias;
+  const ConvAttrs a = c.attrs();
   g.conv("conv", x, a);
   ParamMap p = random_params(g, 11);
   const int n = 3;
@@ -135,16 +140,7 @@ TEST_P(ConvBackward, MatchesFiniteDifferences) {
   a0.out_channels = c.ic;
   a0.bias = true;
   x = g.conv("conv0", x, a0);
-  ConvAttrs a;
-  a.out_channels = c.oc;
-  a.kernel_h = c.kh;
-  a.kernel_w = c.kw;
-  a.stride_h = c.sh;
-  a.stride_w = c.sw;
-  a.pad_h = c.ph;
-  a.pad_w = c.pw;
-  a.groups = c.groups;
-  a.bias = c.bias;
+  const ConvAttrs a = c.attrs();
   g.conv("conv1", x, a);
   ParamMap p = random_params(g, 21);
   SCOPED_TRACE(conv_case_str(c));

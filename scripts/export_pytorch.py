@@ -170,8 +170,11 @@ def export_arrays(state, path, patterns=None, pattern_ids=None, infer=False, ref
                     raise ValueError(f"pattern_ids/{k}: shape {np.shape(ids)}, weight needs {want}")
                 f.create_dataset(f"pattern_ids/{k}", data=np.asarray(ids, dtype=np.int8))
         if reference is not None:
-            for name, arr in reference.items():
-                f.create_dataset(f"reference/{name}", data=np.asarray(arr, dtype=np.float32))
+            for name, arr in reference.items():  # float32 unless given as float64 / integers
+                a = np.asarray(arr)
+                f.create_dataset(f"reference/{name}",
+                                 data=a if a.dtype.kind in "iu" or a.dtype == np.float64
+                                 else a.astype(np.float32))
 
 
 # ---- torch ------------------------------------------------------------------------------------
@@ -261,6 +264,193 @@ def calibrate_bn(model, batches, batch, seed, image_size):
         m.momentum = mom
 
 
+# ---- CIFAR-10, exactly as pconv reads it ---------------------------------------------------
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # pconv's defaults (docs/data.md)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck"]
+
+
+def default_cache_dir():
+    """pconv's cache: $PCONV_CACHE_DIR, else <repo>/.cache."""
+    import os
+
+    return os.environ.get("PCONV_CACHE_DIR") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
+
+
+def read_pcd(path):
+    """pconv's decoded cache (docs/data.md): (uint8 N x H x W x C RGB, int64 labels, classes)."""
+    import struct
+
+    with open(path, "rb") as f:
+        buf = f.read()
+    if buf[:8] != b"PCONVDC\0":
+        raise ValueError(f"{path}: not a pconv decoded cache")
+    version, h, w, c = struct.unpack_from("<4I", buf, 8)
+    count, _files, _bytes, _fp = struct.unpack_from("<4Q", buf, 24)
+    (ncls,) = struct.unpack_from("<I", buf, 56)
+    off, classes = 60, []
+    for _ in range(ncls):
+        (n,) = struct.unpack_from("<I", buf, off)
+        classes.append(buf[off + 4:off + 4 + n].decode())
+        off += 4 + n
+    labels = np.frombuffer(buf, dtype="<i4", count=count, offset=off).astype(np.int64)
+    off += 4 * count
+    pixels = np.frombuffer(buf, dtype=np.uint8, count=count * h * w * c, offset=off)
+    if version != 1 or pixels.size != count * h * w * c:
+        raise ValueError(f"{path}: version {version} or truncated")
+    return pixels.reshape(count, h, w, c), labels, classes
+
+
+def load_cifar10(split, cache_dir=None):
+    """CIFAR-10 `split` ("train"/"test") as (uint8 N x 32 x 32 x 3 RGB, int64 labels), in the
+    order pconv's data set uses: the JPEG folders sorted by class then file name (byte order),
+    decoded by pconv (its decoded cache, so the pixels are OpenCV's, bit for bit); without that
+    cache the JPEGs are decoded with PIL in the same order (kept as .npy under the cache); the
+    binary release is read in file order, as pconv reads it."""
+    import glob
+    import os
+
+    cache_dir = cache_dir or default_cache_dir()
+    n_want = 50000 if split == "train" else 10000
+    jpeg_dir = os.path.join(cache_dir, "cifar10-jpeg", split)
+    if os.path.isdir(jpeg_dir):
+        pcds = sorted(glob.glob(os.path.join(cache_dir, "decoded", f"cifar10-jpeg-{split}-*.pcd")),
+                      key=os.path.getmtime, reverse=True)
+        for pcd in pcds:
+            x, y, classes = read_pcd(pcd)
+            if len(y) == n_want and classes == CIFAR_CLASSES and x.shape[1:] == (32, 32, 3):
+                return x, y
+        npy = os.path.join(cache_dir, "torch-cifar10", f"{split}_images.npy")
+        if os.path.exists(npy):
+            return np.load(npy), np.load(npy.replace("_images", "_labels"))
+        from PIL import Image
+
+        xs, ys = [], []
+        for c, name in enumerate(sorted(os.listdir(jpeg_dir))):
+            files = sorted(f for f in os.listdir(os.path.join(jpeg_dir, name))
+                           if f.lower().endswith((".jpg", ".jpeg", ".png")))
+            for f in files:
+                with Image.open(os.path.join(jpeg_dir, name, f)) as im:
+                    xs.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+                ys.append(c)
+        x, y = np.stack(xs), np.asarray(ys, dtype=np.int64)
+        os.makedirs(os.path.dirname(npy), exist_ok=True)
+        np.save(npy, x)
+        np.save(npy.replace("_images", "_labels"), y)
+        return x, y
+    bin_dir = os.path.join(cache_dir, "cifar-10-batches-bin")
+    files = ([f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train"
+             else ["test_batch.bin"])
+    if all(os.path.exists(os.path.join(bin_dir, f)) for f in files):
+        recs = np.concatenate([np.fromfile(os.path.join(bin_dir, f), dtype=np.uint8)
+                               .reshape(-1, 3073) for f in files])
+        return (recs[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(),
+                recs[:, 0].astype(np.int64))
+    raise OSError(f"CIFAR-10 not found in {cache_dir} (cifar10-jpeg/{split} or "
+                  "cifar-10-batches-bin): run datasets/prepare_cifar10.sh first")
+
+
+def normalize_cifar(x_hwc):
+    """uint8 N x H x W x 3 -> float32 N x 3 x H x W, pconv's Normalizer bit for bit:
+    v * (1 / (255 std)) + (-mean / std), every step in float32."""
+    scale = np.float32(1) / (np.float32(255) * np.asarray(CIFAR_STD, np.float32))
+    bias = -np.asarray(CIFAR_MEAN, np.float32) / np.asarray(CIFAR_STD, np.float32)
+    x = x_hwc.astype(np.float32).transpose(0, 3, 1, 2)
+    return (x * scale[None, :, None, None] + bias[None, :, None, None]).astype(np.float32)
+
+
+def augment_cifar(x_hwc, rng, pad=4):
+    """pconv's CIFAR augmentation: a 32x32 crop of the image zero-padded by `pad` (zero pixels
+    before normalisation) and a horizontal flip with probability 1/2."""
+    n, h, w, c = x_hwc.shape
+    padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), dtype=np.uint8)
+    padded[:, pad:pad + h, pad:pad + w] = x_hwc
+    dy = rng.integers(0, 2 * pad + 1, n)
+    dx = rng.integers(0, 2 * pad + 1, n)
+    flip = rng.random(n) < 0.5
+    out = np.empty_like(x_hwc)
+    for i in range(n):
+        crop = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = crop[:, ::-1] if flip[i] else crop
+    return out
+
+
+def train_cifar(model, steps, batch, lr, seed, data, masks=None, label="train", warmup=0):
+    """SGD (momentum 0.9, weight decay 5e-4, nesterov) on CIFAR-10 with pconv's augmentation,
+    linear warm-up over `warmup` steps then cosine decay to 0; with `masks`, removed weights are
+    held at exactly zero after every step."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    if steps <= 0:
+        return
+    x_all, y_all = data
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4,
+                          nesterov=True)
+    params = dict(model.named_parameters())
+    model.train()
+    order, pos = rng.permutation(len(y_all)), 0
+    t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+    for step in range(steps):
+        if pos + batch > len(order):
+            order, pos = rng.permutation(len(y_all)), 0
+        idx = order[pos:pos + batch]
+        pos += batch
+        x = torch.from_numpy(normalize_cifar(augment_cifar(x_all[idx], rng)))
+        y = torch.from_numpy(y_all[idx])
+        cur = lr * (step + 1) / warmup if step < warmup else \
+            0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        opt.zero_grad()
+        out = model(x)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+        if masks:
+            with torch.no_grad():
+                for k, m in masks.items():
+                    params[k].masked_fill_(~m, 0.0)
+        seen += len(idx)
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((out.argmax(1) == y).sum())
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            dt = time.time() - t0
+            print(f"{label} step {step + 1}/{steps}: lr {cur:.4f} loss {loss_sum / seen:.3f} "
+                  f"train acc {correct / seen:.3f} ({seen / dt:.0f} img/s)", flush=True)
+            t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+
+
+def eval_indices(n, limit):
+    """All n images, or `limit` evenly spaced ones (the test set is sorted by class)."""
+    if not limit or limit >= n:
+        return np.arange(n)
+    return (np.arange(limit) * n) // limit
+
+
+def evaluate_cifar(model, data, batch=500, limit=0):
+    """Eval-mode top-1 over the test set (or eval_indices(limit) of it); returns
+    (top1, float32 logits N x C, indices)."""
+    import torch
+
+    x_all, y_all = data
+    idx = eval_indices(len(y_all), limit)
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(idx), batch):
+            outs.append(model(torch.from_numpy(normalize_cifar(x_all[idx[i:i + batch]])))
+                        .numpy().astype(np.float32))
+    logits = np.concatenate(outs)
+    return float(np.mean(logits.argmax(1) == y_all[idx])), logits, idx
+
+
 def reference_logits(model, batch, image_size, seed):
     import torch
 
@@ -297,9 +487,26 @@ def main(argv=None):
     ap.add_argument("--num-classes", type=int, default=10)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train-steps", type=int, default=0, help="dense SGD steps on random data")
+    ap.add_argument("--data", choices=["random", "cifar10"], default="random",
+                    help="train on random tensors (a smoke test) or on CIFAR-10 as pconv reads it")
+    ap.add_argument("--cache-dir", default=None,
+                    help="pconv's cache holding CIFAR-10 (default $PCONV_CACHE_DIR or <repo>/.cache)")
+    ap.add_argument("--train-steps", type=int, default=0, help="dense SGD steps")
     ap.add_argument("--finetune-steps", type=int, default=0,
-                    help="masked SGD steps on random data after pruning")
+                    help="masked SGD steps after pruning")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="cifar10: linear lr warm-up steps of the dense training (then cosine)")
+    ap.add_argument("--finetune-lr", type=float, default=None,
+                    help="cifar10: peak lr of the fine-tuning (default --lr / 2)")
+    ap.add_argument("--eval-limit", type=int, default=None,
+                    help="cifar10: evaluate on the first N test images (default all 10,000; "
+                    "0 = no evaluation)")
+    ap.add_argument("--aux-eval-limit", type=int, default=2000,
+                    help="cifar10: test images for the dense and just-pruned accuracies "
+                    "(0 = all)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--save-checkpoint", default=None,
+                    help="save the dense state_dict (.pt) after dense training")
     ap.add_argument("--calibrate-bn", type=int, default=0, metavar="N",
                     help="before export, set BN running statistics from N random batches")
     ap.add_argument("--batch", type=int, default=16)
@@ -320,7 +527,7 @@ def main(argv=None):
 
     if a.from_npz:
         if a.reference_batch or a.train_steps or a.finetune_steps or a.checkpoint \
-                or a.calibrate_bn:
+                or a.calibrate_bn or a.data != "random":
             ap.error("--from-npz has no model to run: no training, checkpoint or reference")
         with np.load(a.from_npz) as z:
             state = {k: z[k] for k in z.files}
@@ -332,11 +539,30 @@ def main(argv=None):
     import torch
 
     torch.manual_seed(a.seed)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     arch = a.arch or "vgg16_cifar"
     model = make_cifar_vgg(a.width, a.num_classes)
     if a.checkpoint:
         load_checkpoint(model, a.checkpoint)
-    train_random(model, a.train_steps, a.batch, a.lr, a.seed, a.image_size, a.num_classes)
+    cifar = a.data == "cifar10"
+    if cifar:
+        if a.image_size != 32 or a.num_classes != 10:
+            ap.error("--data cifar10 needs --image-size 32 and --num-classes 10")
+        train_set, test_set = load_cifar10("train", a.cache_dir), load_cifar10("test", a.cache_dir)
+        print(f"CIFAR-10: {len(train_set[1])} train, {len(test_set[1])} test images", flush=True)
+        eval_limit = len(test_set[1]) if a.eval_limit is None else a.eval_limit
+        train_cifar(model, a.train_steps, a.batch, a.lr, a.seed, train_set, label="dense",
+                    warmup=a.warmup)
+    else:
+        train_random(model, a.train_steps, a.batch, a.lr, a.seed, a.image_size, a.num_classes)
+    if a.save_checkpoint:
+        torch.save(model.state_dict(), a.save_checkpoint)
+    results = {}
+    if cifar and eval_limit and (a.train_steps or a.checkpoint) and a.prune_rate:
+        results["dense_test_top1"], _, _ = evaluate_cifar(model, test_set, limit=a.aux_eval_limit)
+        print(f"dense model: test top-1 {results['dense_test_top1']:.4f} "
+              f"({min(a.aux_eval_limit or 10**9, len(test_set[1]))} images, eval mode)", flush=True)
     ids = None
     if a.prune_rate:
         state = numpy_state(model)
@@ -345,20 +571,40 @@ def main(argv=None):
             params = dict(model.named_parameters())
             for k in ids:
                 params[k].copy_(torch.from_numpy(state[k]))
-        train_random(model, a.finetune_steps, a.batch, a.lr, a.seed + 1, a.image_size,
-                     a.num_classes, masks=torch_masks(model, ids, patterns))
+        masks = torch_masks(model, ids, patterns)
+        if cifar:
+            if eval_limit:
+                results["pruned_test_top1"], _, _ = evaluate_cifar(model, test_set,
+                                                                    limit=a.aux_eval_limit)
+                print(f"pruned, before fine-tuning: test top-1 {results['pruned_test_top1']:.4f}",
+                      flush=True)
+            train_cifar(model, a.finetune_steps, a.batch,
+                        a.finetune_lr if a.finetune_lr is not None else a.lr / 2, a.seed + 1,
+                        train_set, masks=masks, label="finetune")
+        else:
+            train_random(model, a.finetune_steps, a.batch, a.lr, a.seed + 1, a.image_size,
+                         a.num_classes, masks=masks)
     elif a.finetune_steps:
         ap.error("--finetune-steps needs --prune-rate")
     calibrate_bn(model, a.calibrate_bn, a.batch, a.seed + 2, a.image_size)
     ref = reference_logits(model, a.reference_batch, a.image_size, a.seed) \
         if a.reference_batch else None
+    if cifar and eval_limit:
+        top1, logits, idx = evaluate_cifar(model, test_set, limit=eval_limit)
+        ref = dict(ref or {})
+        ref.update({"test_top1": np.float64(top1), "test_logits": logits,
+                    "test_labels": test_set[1][idx].astype(np.int32),
+                    "test_indices": idx.astype(np.int64)})
+        ref.update({k: np.float64(v) for k, v in results.items()})
+        print(f"PyTorch test top-1 {top1:.4f} on {len(idx)} CIFAR-10 test images "
+              "(eval mode, the exported model)", flush=True)
     export_arrays(numpy_state(model), a.out, patterns, ids, infer=a.infer_patterns, reference=ref)
     print(f"wrote {a.out}: {arch} width {a.width}, {len(model.state_dict())} keys"
           + (f", {len(ids)} convs pruned to rate {a.prune_rate} with {len(patterns)} patterns"
              if ids else "")
           + (f", pattern ids inferred for {len(prunable_conv_keys(numpy_state(model)))} convs"
              if a.infer_patterns else "")
-          + (f", reference logits of {a.reference_batch} inputs" if ref else ""))
+          + (f", reference logits of {a.reference_batch} inputs" if a.reference_batch else ""))
     return 0
 
 

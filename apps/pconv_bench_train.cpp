@@ -28,6 +28,7 @@
 #include "admm/admm_hooks.h"
 #include "admm/config.h"
 #include "admm/prune.h"
+#include "cli.h"
 #include "core/architectures.h"
 #include "train/loss.h"
 #include "train/net.h"
@@ -42,12 +43,18 @@ struct Options {
   std::string json;
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::cerr << "pconv-bench-train: " << why
-            << "\nusage: pconv-bench-train [--arch NAME]... [--batch N] [--threads T] [--steps S]"
-               " [--windows W] [--warmup K] [--stages dense,admm,retrain] [--json FILE]\n";
-  std::exit(2);
-}
+const char kUsage[] =
+    "usage: pconv-bench-train [options]\n"
+    "Training throughput (images/s) of full SGD steps on random data, per architecture;\n"
+    "scripts/bench_train_throughput.py --pconv BIN runs it next to PyTorch for the ratio.\n"
+    "  --arch NAME       architecture to measure; repeatable (default vgg16_cifar, resnet20)\n"
+    "  --batch N         batch size (default 128)\n"
+    "  --threads T       compute threads (default 2)\n"
+    "  --steps S         steps per timing window (default 5)\n"
+    "  --windows W       timing windows; median and min-max reported (default 5)\n"
+    "  --warmup K        untimed steps first (default 3)\n"
+    "  --stages LIST     dense,admm,retrain: also time ADMM and masked-retrain steps\n"
+    "  --json FILE       write the figures as JSON\n";
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -184,48 +191,39 @@ int main(int argc, char** argv) {
   Options o;
   std::string command = "pconv-bench-train";
   for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) usage(a + " needs a value");
-      return argv[++i];
-    };
-    auto num = [&]() {
-      const std::string v = next();
-      try {
-        const int n = std::stoi(v);
-        if (n <= 0) throw std::out_of_range("non-positive");
-        return n;
-      } catch (const std::exception&) {
-        usage(a + " needs a positive integer, got '" + v + "'");
+  try {
+    pconv::cli::Args args(argc, argv, kUsage);
+    while (args.next()) {
+      if (args.is("--arch")) {
+        o.archs.push_back(args.value());
+      } else if (args.is("--batch")) {
+        o.batch = args.int_value(1);
+      } else if (args.is("--threads")) {
+        o.threads = args.int_value(1);
+      } else if (args.is("--steps")) {
+        o.steps = args.int_value(1);
+      } else if (args.is("--windows")) {
+        o.windows = args.int_value(1);
+      } else if (args.is("--warmup")) {
+        o.warmup = args.int_value(1);
+      } else if (args.is("--stages")) {
+        o.stages.clear();
+        const std::string v = args.value();
+        for (size_t p = 0; p <= v.size();) {
+          const size_t c = std::min(v.find(',', p), v.size());
+          o.stages.push_back(v.substr(p, c - p));
+          p = c + 1;
+        }
+        PCONV_CHECK(o.stages[0] == "dense", "--stages must start with dense, got '", v, "'");
+      } else if (args.is("--json")) {
+        o.json = args.value();
+      } else {
+        args.unknown();
       }
-    };
-    if (a == "--arch")
-      o.archs.push_back(next());
-    else if (a == "--batch")
-      o.batch = num();
-    else if (a == "--threads")
-      o.threads = num();
-    else if (a == "--steps")
-      o.steps = num();
-    else if (a == "--windows")
-      o.windows = num();
-    else if (a == "--warmup")
-      o.warmup = num();
-    else if (a == "--stages") {
-      o.stages.clear();
-      std::string v = next();
-      for (size_t p = 0; p <= v.size();) {
-        size_t c = v.find(',', p);
-        if (c == std::string::npos) c = v.size();
-        o.stages.push_back(v.substr(p, c - p));
-        p = c + 1;
-      }
-      if (o.stages.empty() || o.stages[0] != "dense") usage("--stages must start with dense");
-    } else if (a == "--json")
-      o.json = next();
-    else
-      usage("unknown argument '" + a + "'");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "pconv-bench-train: " << e.what() << "\n";
+    return 2;
   }
   if (o.archs.empty()) o.archs = {"vgg16_cifar", "resnet20"};
   const std::string commit = git_commit();

@@ -2,36 +2,47 @@
 #include <cstdio>
 #include <string>
 
+#include "cli.h"
 #include "core/model_file.h"
 #include "deploy/compiler.h"
+
+namespace {
+const char kUsage[] =
+    "usage: pconv-deploy MODEL.h5 --out DIR [options]\n"
+    "Compiles a pattern/connectivity-pruned model into a standalone source folder (sources,\n"
+    "packed weights, CMakeLists.txt, C API header, runner); see docs/deploy.md.\n"
+    "  --target NAME   x86 (AVX-512 if this machine has it, else AVX2), avx512, avx2,\n"
+    "                  neon (aarch64), opencl, c (portable scalar)    (default x86)\n"
+    "  --out DIR       output folder (created; existing generated files are replaced)\n"
+    "  --verify        build the output and compare it with the reference executor on\n"
+    "                  seeded inputs (neon: cross-compiled, run under qemu-aarch64)\n"
+    "  --no-reorder    keep the filter order (for debugging the reorder pass)\n";
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace pconv;
   try {
     std::string model, target = "x86", out;
     bool verify = false, reorder = true;
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        PCONV_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "--target")
-        target = value();
-      else if (a == "--out")
-        out = value();
-      else if (a == "--verify")
+    cli::Args args(argc, argv, kUsage);
+    while (args.next()) {
+      if (args.is("--target"))
+        target = args.value();
+      else if (args.is("--out"))
+        out = args.value();
+      else if (args.is("--verify"))
         verify = true;
-      else if (a == "--no-reorder")
+      else if (args.is("--no-reorder"))
         reorder = false;
-      else if (!a.empty() && a[0] == '-')
-        throw Error(cat("unknown option ", a));
-      else
-        model = a;
+      else if (args.is_option())
+        args.unknown();
+      else {
+        PCONV_CHECK(model.empty(), "one model file only (got ", model, " and ", args.arg(), ")");
+        model = args.arg();
+      }
     }
-    PCONV_CHECK(
-        !model.empty() && !out.empty(),
-        "usage: pconv-deploy model.h5 --target x86|avx512|avx2|neon|opencl|c --out DIR [--verify]");
+    if (model.empty()) args.missing("the model file");
+    if (out.empty()) args.missing("--out DIR");
     const ModelFile m = load_model(model);
     deploy::CompileOptions opt;
     opt.target = target;

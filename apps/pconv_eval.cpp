@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "cli.h"
 #include "core/json_reader.h"
 #include "core/model_file.h"
 #include "data/dataset.h"
@@ -12,20 +13,18 @@
 #include "train/trainer.h"
 
 namespace {
-void usage() {
-  std::puts(
-      "usage: pconv-eval MODEL.h5 [options]\n"
-      "  --data cifar10|folder  data set kind (default cifar10)\n"
-      "  --root DIR             data set root (default: auto for cifar10)\n"
-      "  --split test|train     which split (default test)\n"
-      "  --image-size N         input size for folder data sets (default: the model's)\n"
-      "  --limit N              class-balanced subset of N images\n"
-      "  --batch N              batch size (default 256)\n"
-      "  --threads N            compute threads (default: every core)\n"
-      "  --deployed DIR         also run the code pconv-deploy generated in DIR over the same\n"
-      "                         images and report its accuracy and its agreement with the .h5\n"
-      "  --json FILE            also write the result as JSON");
-}
+const char kUsage[] =
+    "usage: pconv-eval MODEL.h5 [options]\n"
+    "  --data cifar10|folder  data set kind (default cifar10)\n"
+    "  --root DIR             data set root (default: auto for cifar10)\n"
+    "  --split test|train     which split (default test)\n"
+    "  --image-size N         input size for folder data sets (default: the model's)\n"
+    "  --limit N              class-balanced subset of N images\n"
+    "  --batch N              batch size (default 256)\n"
+    "  --threads N            compute threads (default: every core)\n"
+    "  --deployed DIR         also run the code pconv-deploy generated in DIR over the same\n"
+    "                         images and report its accuracy and its agreement with the .h5\n"
+    "  --json FILE            also write the result as JSON\n";
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -35,44 +34,35 @@ int main(int argc, char** argv) {
     std::string model, json_out, split = "test", deployed;
     nlohmann::json dj = nlohmann::json::object();
     int batch = 256;
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        PCONV_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "-h" || a == "--help") {
-        usage();
-        return 0;
-      } else if (a == "--data") {
-        dj["dataset"] = value();
-      } else if (a == "--root") {
-        dj["root"] = value();
-      } else if (a == "--split") {
-        split = value();
+    cli::Args args(argc, argv, kUsage);
+    while (args.next()) {
+      if (args.is("--data")) {
+        dj["dataset"] = args.value();
+      } else if (args.is("--root")) {
+        dj["root"] = args.value();
+      } else if (args.is("--split")) {
+        split = args.value();
         PCONV_CHECK(split == "test" || split == "train", "--split must be test or train");
-      } else if (a == "--image-size") {
-        dj["image_size"] = std::stoi(value());
-      } else if (a == "--limit") {
-        dj[split == "train" ? "train_limit" : "test_limit"] = std::stoi(value());
-      } else if (a == "--batch") {
-        batch = std::stoi(value());
-      } else if (a == "--threads") {
-        omp_set_num_threads(std::stoi(value()));
-      } else if (a == "--deployed") {
-        deployed = value();
-      } else if (a == "--json") {
-        json_out = value();
-      } else if (!a.empty() && a[0] == '-') {
-        throw Error(cat("unknown option ", a, " (see --help)"));
+      } else if (args.is("--image-size")) {
+        dj["image_size"] = args.int_value(1);
+      } else if (args.is("--limit")) {
+        dj[split == "train" ? "train_limit" : "test_limit"] = args.int_value(1);
+      } else if (args.is("--batch")) {
+        batch = args.int_value(1);
+      } else if (args.is("--threads")) {
+        omp_set_num_threads(args.int_value(1));
+      } else if (args.is("--deployed")) {
+        deployed = args.value();
+      } else if (args.is("--json")) {
+        json_out = args.value();
+      } else if (args.is_option()) {
+        args.unknown();
       } else {
-        model = a;
+        PCONV_CHECK(model.empty(), "one model file only (got ", model, " and ", args.arg(), ")");
+        model = args.arg();
       }
     }
-    if (model.empty()) {
-      usage();
-      return 2;
-    }
+    if (model.empty()) args.missing("the model file");
     ModelFile m = load_model(model);
     if (!dj.contains("image_size")) dj["image_size"] = m.graph.input_shape()[1];
     JsonReader r(dj, "--data", "command line");

@@ -1,47 +1,57 @@
 // pconv-synth --arch vgg16 --image-size 224 --patterns 4 --conn-rate 3.1 --seed 1 --out m.h5
 //             [--classes N] [--width W] [--prune-first]
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
+#include "cli.h"
 #include "core/model_file.h"
 #include "deploy/synth.h"
+
+namespace {
+const char kUsage[] =
+    "usage: pconv-synth --arch NAME --out M.h5 [options]\n"
+    "Writes a pruned model with random weights (BN randomised) for speed studies: every 3x3\n"
+    "conv but the first gets the joint pattern + connectivity projection.\n"
+    "  --arch NAME        built-in architecture (vgg16_cifar, vgg16, resnet20, ...)\n"
+    "  --image-size N     input size (default 32)\n"
+    "  --classes N        classifier outputs (default 10)\n"
+    "  --width W          width multiplier (default 1)\n"
+    "  --patterns K       4 = the paper's SCPs; up to 56 centre-holding 4-tap patterns\n"
+    "  --conn-rate R      connectivity rate: keep ceil(O*I/R) kernels per layer (default 1)\n"
+    "  --prune-first      prune the first conv too\n"
+    "  --seed S           weight seed (default 1)\n"
+    "  --out M.h5         output model file\n";
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace pconv;
   try {
     deploy::SynthOptions o;
     std::string out;
-    for (int i = 1; i < argc; ++i) {
-      const std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        PCONV_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "--arch")
-        o.arch = value();
-      else if (a == "--image-size")
-        o.image_size = std::stoi(value());
-      else if (a == "--patterns")
-        o.patterns = std::stoi(value());
-      else if (a == "--conn-rate")
-        o.conn_rate = std::stod(value());
-      else if (a == "--seed")
-        o.seed = std::stoull(value());
-      else if (a == "--classes")
-        o.num_classes = std::stoi(value());
-      else if (a == "--width")
-        o.width = std::stof(value());
-      else if (a == "--prune-first")
+    cli::Args args(argc, argv, kUsage);
+    while (args.next()) {
+      if (args.is("--arch"))
+        o.arch = args.value();
+      else if (args.is("--image-size"))
+        o.image_size = args.int_value(1, 4096);
+      else if (args.is("--patterns"))
+        o.patterns = args.int_value(1, 56);
+      else if (args.is("--conn-rate"))
+        o.conn_rate = args.double_value(1.0, 1e9);
+      else if (args.is("--seed"))
+        o.seed = args.u64_value();
+      else if (args.is("--classes"))
+        o.num_classes = args.int_value(1);
+      else if (args.is("--width"))
+        o.width = static_cast<float>(args.double_value(1e-3, 64.0));
+      else if (args.is("--prune-first"))
         o.prune_first = true;
-      else if (a == "--out")
-        out = value();
+      else if (args.is("--out"))
+        out = args.value();
       else
-        throw Error(cat("unknown option ", a));
+        args.unknown();
     }
-    PCONV_CHECK(!out.empty(),
-                "usage: pconv-synth --arch NAME --image-size N --patterns K --conn-rate R --seed S "
-                "--out m.h5");
+    if (out.empty()) args.missing("--out M.h5");
     const ModelFile m = deploy::synth_model(o);
     save_model(out, m);
     std::printf("wrote %s: %s %dx%d, %d patterns, connectivity %.2fx, %zu pruned layers\n",

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "cli.h"
 #include "core/log.h"
 #include "pipeline/provenance.h"
 #include "pipeline/run.h"
@@ -26,19 +27,17 @@ void on_sigint(int) {
   (void)r;
 }
 
-void usage() {
-  std::puts(
-      "usage: pconv-train CONFIG.json [options]\n"
-      "  --resume            continue the run folder's stages where they stopped\n"
-      "  --restart           discard the run folder and start over\n"
-      "  --set KEY=VALUE     override a config key (JSON path with dots, e.g.\n"
-      "                      train.optimizer.lr=0.05 or stages.0.epochs=3); repeatable\n"
-      "  --epochs N          set the epochs of every training stage\n"
-      "  --threads N         compute threads (default: every core)\n"
-      "  --run-dir DIR       run folder (default runs/<name>)\n"
-      "  --smoke N           cap every epoch at N steps and the data at a subset (quick check)\n"
-      "Keys and stages: docs/user-guide.md.");
-}
+const char kUsage[] =
+    "usage: pconv-train CONFIG.json [options]\n"
+    "  --resume            continue the run folder's stages where they stopped\n"
+    "  --restart           discard the run folder and start over\n"
+    "  --set KEY=VALUE     override a config key (JSON path with dots, e.g.\n"
+    "                      train.optimizer.lr=0.05 or stages.0.epochs=3); repeatable\n"
+    "  --epochs N          set the epochs of every training stage\n"
+    "  --threads N         compute threads (default: every core)\n"
+    "  --run-dir DIR       run folder (default runs/<name>)\n"
+    "  --smoke N           cap every epoch at N steps and the data at a subset (quick check)\n"
+    "Keys and stages: docs/user-guide.md.\n";
 
 }  // namespace
 
@@ -49,41 +48,31 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   RunOptions opt;
   try {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        PCONV_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "-h" || a == "--help") {
-        usage();
-        return 0;
-      } else if (a == "--resume") {
+    cli::Args args(argc, argv, kUsage);
+    while (args.next()) {
+      if (args.is("--resume")) {
         opt.resume = true;
-      } else if (a == "--restart") {
+      } else if (args.is("--restart")) {
         opt.restart = true;
-      } else if (a == "--set") {
-        sets.push_back(value());
-      } else if (a == "--threads") {
-        sets.push_back("threads=" + value());
-      } else if (a == "--run-dir") {
-        sets.push_back("run_dir=\"" + value() + "\"");
-      } else if (a == "--epochs") {
-        sets.push_back("__epochs=" + value());
-      } else if (a == "--smoke") {
-        sets.push_back("__smoke=" + value());
-      } else if (!a.empty() && a[0] == '-') {
-        throw Error(cat("unknown option ", a, " (see --help)"));
+      } else if (args.is("--set")) {
+        sets.push_back(args.value());
+      } else if (args.is("--threads")) {
+        sets.push_back("threads=" + std::to_string(args.int_value(1)));
+      } else if (args.is("--run-dir")) {
+        sets.push_back("run_dir=" + nlohmann::json(args.value()).dump());
+      } else if (args.is("--epochs")) {
+        sets.push_back("__epochs=" + std::to_string(args.int_value(0)));
+      } else if (args.is("--smoke")) {
+        sets.push_back("__smoke=" + std::to_string(args.int_value(1)));
+      } else if (args.is_option()) {
+        args.unknown();
       } else {
-        PCONV_CHECK(config.empty(), "only one config file may be given (got ", config, " and ", a,
-                    ")");
-        config = a;
+        PCONV_CHECK(config.empty(), "only one config file may be given (got ", config, " and ",
+                    args.arg(), ")");
+        config = args.arg();
       }
     }
-    if (config.empty()) {
-      usage();
-      return 2;
-    }
+    if (config.empty()) args.missing("the config file");
     PCONV_CHECK(!(opt.resume && opt.restart), "--resume and --restart exclude each other");
     // --epochs and --smoke expand to per-stage overrides once the stage count is known.
     nlohmann::json raw = read_json_file(config);

@@ -1,5 +1,6 @@
 #include "data/data_config.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -87,6 +88,14 @@ DataConfig parse_data_config(JsonReader& r) {
   r.finish();
   complete_data_config(c, r.path());
   return c;
+}
+
+nlohmann::json eval_preprocess_json(const DataConfig& cfg) {
+  const int shorter = cfg.dataset == "folder"
+                          ? static_cast<int>(std::lround(256.0 * cfg.image_size / 224.0))
+                          : 0;  // must match resize_center_crop_to_chw
+  return {
+      {"size", cfg.image_size}, {"resize_shorter", shorter}, {"mean", cfg.mean}, {"std", cfg.std}};
 }
 
 }  // namespace pconv::data

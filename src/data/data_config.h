@@ -2,6 +2,7 @@
 // Keys and defaults are documented in docs/data.md.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -33,5 +34,11 @@ DataConfig parse_data_config(JsonReader& r);
 
 // Fills defaults and validates a config built in code; `where` names it in errors.
 void complete_data_config(DataConfig& cfg, const std::string& where = "data config");
+
+// How evaluation turns an RGB image into the model input, for code that must repeat it without
+// this library (the runner pconv-deploy writes): {"size": S, "resize_shorter": R, "mean": [..],
+// "std": [..]}. R = 0: the image is resized to S x S (CIFAR); else the shorter side goes to R and
+// the centre S x S is cropped (folders: R = round(256 S / 224)). Then x/255, minus mean, over std.
+nlohmann::json eval_preprocess_json(const DataConfig& cfg);
 
 }  // namespace pconv::data

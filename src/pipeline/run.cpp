@@ -69,7 +69,8 @@ json base_meta(const RunConfig& cfg) {
   return json{{"command", recorded_command_line()},
               {"commit", git_commit()},
               {"run", cfg.name},
-              {"dataset", cfg.data.dataset}};
+              {"dataset", cfg.data.dataset},
+              {"input", data::eval_preprocess_json(cfg.data)}};
 }
 
 // A model file without optimizer/ADMM tensors: what best.h5, final.h5 and model.h5 hold.

@@ -44,6 +44,23 @@ TEST(DataConfig, DefaultsForCifar10AndFolders) {
   EXPECT_EQ(f.cache_dir, "/c");
 }
 
+// What the deployed runner needs to repeat evaluation's preprocessing without this library.
+TEST(DataConfig, EvalPreprocessJsonDescribesTheEvalTransform) {
+  const nlohmann::json c = eval_preprocess_json(parse("{}"));
+  EXPECT_EQ(c.at("size"), 32);
+  EXPECT_EQ(c.at("resize_shorter"), 0);  // CIFAR images are used whole
+  EXPECT_EQ(c.at("mean").get<std::vector<float>>(), default_mean("cifar10"));
+  EXPECT_EQ(c.at("std").get<std::vector<float>>(), default_std("cifar10"));
+  const nlohmann::json f =
+      eval_preprocess_json(parse(R"({"dataset": "folder", "root": "/d", "image_size": 160})"));
+  EXPECT_EQ(f.at("size"), 160);
+  EXPECT_EQ(f.at("resize_shorter"), 183);  // 256/224 of the crop, as torchvision's eval does
+  EXPECT_EQ(f.at("mean").get<std::vector<float>>(), default_mean("folder"));
+  EXPECT_EQ(
+      eval_preprocess_json(parse(R"({"dataset": "folder", "root": "/d"})")).at("resize_shorter"),
+      256);
+}
+
 TEST(DataConfig, ErrorsNameThePath) {
   struct Case {
     const char* json;

@@ -107,6 +107,11 @@ TEST(RunPipeline, AllStagesResumeAndRefuseToOverwrite) {
   for (int8_t id : m.pruning.layer_ids.at("conv2")) kept += id >= 0;
   EXPECT_EQ(kept, 32);
   EXPECT_TRUE(admm::verify(m.graph, m.params, m.pruning).ok());
+  // It carries the eval preprocessing, so deployed code can classify raw images like pconv-eval.
+  ASSERT_TRUE(m.meta.contains("input")) << m.meta.dump();
+  EXPECT_EQ(m.meta["input"]["mean"].get<std::vector<float>>(), data::default_mean("folder"));
+  EXPECT_EQ(m.meta["input"]["size"], 16);
+  EXPECT_EQ(m.meta["input"]["resize_shorter"], 18);  // 256/224 of 16, then a centre crop
 
   // The ADMM stage logged its residual per epoch.
   std::ifstream metrics(dir / "2-admm" / "metrics.jsonl");

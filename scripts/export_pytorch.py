@@ -9,15 +9,20 @@ File layout (all at the root of the HDF5 file):
   reference/input, reference/logits
                             optional: a fixed input and the model's eval-mode logits on it,
                             so the import can be checked against PyTorch (ignored by pconv-import)
+  reference/test_top1, test_logits, test_labels, test_indices (+ dense_test_top1,
+  pruned_test_top1)         with --data cifar10: PyTorch's eval-mode top-1 (float64), logits
+                            (float32 N x 10), labels and indices (int) on the CIFAR-10 test set
 
 Two ways in:
   * torch-free: export_arrays(state, path, ...) takes a dict of numpy arrays, and
     `--from-npz FILE.npz` does the same from the command line (keys = state_dict keys);
   * with torch: `--arch vgg16_cifar` builds the CIFAR VGG-16 that matches pconv's vgg16_cifar
     (features.N + classifier), optionally loads `--checkpoint`, trains `--train-steps` on random
-    data, prunes to the pattern library at `--prune-rate` (pconv's joint projection), fine-tunes
+    data or (`--data cifar10`) on CIFAR-10 exactly as pconv reads it (its decoded images, image
+    order, normalisation and augmentation), prunes to the pattern library at `--prune-rate` (pconv's joint projection), fine-tunes
     `--finetune-steps` with the masks held, optionally sets BN statistics from `--calibrate-bn`
-    random batches, and writes `--reference-batch` reference logits.
+    random batches, writes `--reference-batch` reference logits and, with CIFAR-10, PyTorch's
+    eval-mode test accuracy and logits (`--eval-limit` images, default all 10,000).
 
 Pruning follows pconv exactly: score each 3x3 kernel by the energy of its best library pattern
 (ties: lower pattern id), keep the top ceil(O*I/r) kernels (ties: lower flat index), zero the rest
@@ -25,6 +30,9 @@ and everything outside each kept kernel's pattern. The first conv (3 input chann
 with one input channel per group are left dense, as in pconv's default layer selection.
 
 Examples:
+  python3 scripts/export_pytorch.py --arch vgg16_cifar --data cifar10 --threads 1 \\
+      --train-steps 450 --warmup 30 --batch 64 --lr 0.05 --prune-rate 8.8 --patterns scp4 \\
+      --finetune-steps 200 --reference-batch 8 --out vgg_torch.h5   (scripts/pytorch_roundtrip.sh)
   python3 scripts/export_pytorch.py --arch vgg16_cifar --width 0.25 --train-steps 20 \\
       --prune-rate 8 --finetune-steps 10 --reference-batch 4 --out vgg_pruned_torch.h5
   python3 scripts/export_pytorch.py --from-npz sd.npz --infer-patterns --patterns scp4 --out m.h5

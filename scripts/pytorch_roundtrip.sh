@@ -16,8 +16,8 @@
 #                  (writes <work>/result.json, not docs/results)
 #   --reuse-torch  keep <work>/vgg_torch.h5 when it exists and was written by the same
 #                  export command (recorded as torch_model_reused in the JSON)
-# Environment: TRAIN_STEPS, FINETUNE_STEPS, BATCH, LR, WARMUP, CONN_RATE, TORCH_THREADS,
-#              PCONV_BUILD (default <repo>/build).
+# Environment: WIDTH (default 1: full width; --fast 0.25), TRAIN_STEPS, FINETUNE_STEPS, BATCH,
+#              LR, WARMUP, CONN_RATE, TORCH_THREADS, PCONV_BUILD (default <repo>/build).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,11 +37,11 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $fast == 1 ]]; then
-  width=0.25 eval_limit=10000
+  width="${WIDTH:-0.25}" eval_limit=10000
   : "${TRAIN_STEPS:=60}" "${FINETUNE_STEPS:=30}"
   work="${work:-$repo/runs/pytorch-vgg16-fast}" json="${json:-$work/result.json}"
 else
-  width=1 eval_limit=10000
+  width="${WIDTH:-1}" eval_limit=10000
   : "${TRAIN_STEPS:=450}" "${FINETUNE_STEPS:=200}"
   work="${work:-$repo/runs/pytorch-vgg16}" json="${json:-$repo/docs/results/pytorch-vgg16.json}"
 fi
@@ -50,8 +50,12 @@ mkdir -p "$work"
 for t in pconv-import pconv-inspect pconv-deploy pconv-eval; do
   [[ -x "$bin/$t" ]] || { echo "pytorch_roundtrip: $bin/$t missing (scripts/build.sh)" >&2; exit 1; }
 done
-command_line="scripts/pytorch_roundtrip.sh${*:+ $*}"
-[[ $fast == 1 ]] && command_line="scripts/pytorch_roundtrip.sh --fast"
+# Every setting, spelled out: the command reproduces this run.
+command_line="WIDTH=$width TRAIN_STEPS=$TRAIN_STEPS FINETUNE_STEPS=$FINETUNE_STEPS BATCH=$BATCH"
+command_line+=" LR=$LR WARMUP=$WARMUP CONN_RATE=$CONN_RATE TORCH_THREADS=$TORCH_THREADS"
+command_line+=" scripts/pytorch_roundtrip.sh"
+if [[ $fast == 1 ]]; then command_line+=" --fast"; fi
+if [[ $reuse == 1 ]]; then command_line+=" --reuse-torch"; fi
 t_start=$(date +%s)
 # The commit this run starts from (-dirty: tracked files modified).
 commit="$(git rev-parse --short HEAD)"
@@ -99,15 +103,15 @@ echo "== pconv-eval --deployed"
 # 4. The runner on PyTorch's own input tensors, per image against PyTorch; the result file.
 echo "== per-image comparison with PyTorch, $json"
 python3 - "$work" "$json" "$command_line" "$reused" "$TRAIN_STEPS" "$FINETUNE_STEPS" \
-  "$CONN_RATE" "$width" "$BATCH" "$t_start" "$commit" <<'EOF'
+  "$CONN_RATE" "$width" "$BATCH" "$t_start" "$commit" "$LR" "$WARMUP" <<'EOF'
 import json, os, subprocess, sys, time
 import h5py
 import numpy as np
 sys.path.insert(0, "scripts")
 from export_pytorch import load_cifar10, normalize_cifar
 
-work, out, command, reused, train_steps, ft_steps, rate, width, batch, t_start, commit = \
-    sys.argv[1:]
+(work, out, command, reused, train_steps, ft_steps, rate, width, batch, t_start, commit, lr,
+ warmup) = sys.argv[1:]
 with h5py.File(os.path.join(work, "vgg_torch.h5"), "r") as f:
     ref = {k: f["reference"][k][()] for k in f["reference"]}
 x_test, y_test = load_cifar10("test")
@@ -141,6 +145,9 @@ r = {
     "train_steps": int(train_steps),
     "finetune_steps": int(ft_steps),
     "batch": int(batch),
+    "width": float(width),
+    "lr": float(lr),
+    "warmup_steps": int(warmup),
     "torch_dense_test_top1": float(ref["dense_test_top1"]) if "dense_test_top1" in ref else None,
     "torch_dense_eval_images": 2000,
     "torch_pruned_before_finetune_top1": float(ref["pruned_test_top1"])

@@ -33,6 +33,8 @@ def run_k(a, k, build_bin):
         cmd.append("--resume")
     if a.smoke:
         cmd += ["--smoke", str(a.smoke)]
+    if a.epochs:
+        cmd += ["--epochs", str(a.epochs)]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
@@ -53,31 +55,13 @@ def run_k(a, k, build_bin):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dense", required=True, help="trained dense model (.h5)")
-    ap.add_argument("--base", required=True, help="config holding the ADMM/prune/retrain stages")
-    ap.add_argument("--k", type=int, nargs="+", default=[4, 8, 12])
-    ap.add_argument("--rate", type=float, default=2.0)
-    ap.add_argument("--out", required=True, help="output path without extension")
-    ap.add_argument("--runs-dir", default="runs/sweep")
-    ap.add_argument("--build", default="build", help="build folder holding bin/pconv-train")
-    ap.add_argument("--smoke", type=int, default=0, help="cap epochs at N steps (a quick check)")
-    ap.add_argument("--k4-from-model", action="store_true", help="K=4 from the model, not the SCPs")
-    a = ap.parse_args()
-    if not os.path.exists(a.dense):
-        sys.exit(f"pattern_sweep: dense model {a.dense} not found (train it first)")
-    dense_eval = os.path.join(a.runs_dir, "dense-eval.json")
-    os.makedirs(a.runs_dir, exist_ok=True)
-    bin_dir = os.path.join(a.build, "bin")
-    subprocess.run([os.path.join(bin_dir, "pconv-eval"), a.dense, "--json", dense_eval], check=True)
-    dense_top1 = json.load(open(dense_eval))["test_top1"]
-    rows = [run_k(a, k, bin_dir) for k in a.k]
+def write_outputs(a, rows, dense_top1, pending):
     for r in rows:
         r["dense_top1"] = dense_top1
         r["top1_change"] = r["test_top1"] - dense_top1 if r["test_top1"] is not None else None
     cmd = "scripts/pattern_sweep.py " + " ".join(sys.argv[1:])
-    out = {"command": cmd, "dense_model": a.dense, "dense_top1": dense_top1, "rows": rows}
+    out = {"command": cmd, "dense_model": a.dense, "dense_top1": dense_top1, "rows": rows,
+           "pending": pending}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     json.dump(out, open(a.out + ".json", "w"), indent=2)
     with open(a.out + ".md", "w") as f:
@@ -107,6 +91,34 @@ def main():
         fig.savefig(a.out + ".png", dpi=120)
     except ImportError:
         print("pattern_sweep: matplotlib missing, no PNG written", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dense", required=True, help="trained dense model (.h5)")
+    ap.add_argument("--base", required=True, help="config holding the ADMM/prune/retrain stages")
+    ap.add_argument("--k", type=int, nargs="+", default=[4, 8, 12])
+    ap.add_argument("--rate", type=float, default=2.0)
+    ap.add_argument("--out", required=True, help="output path without extension")
+    ap.add_argument("--runs-dir", default="runs/sweep")
+    ap.add_argument("--build", default="build", help="build folder holding bin/pconv-train")
+    ap.add_argument("--smoke", type=int, default=0, help="cap epochs at N steps (a quick check)")
+    ap.add_argument("--epochs", type=int, default=0, help="override every training stage's epochs")
+    ap.add_argument("--k4-from-model", action="store_true", help="K=4 from the model, not the SCPs")
+    a = ap.parse_args()
+    if not os.path.exists(a.dense):
+        sys.exit(f"pattern_sweep: dense model {a.dense} not found (train it first)")
+    dense_eval = os.path.join(a.runs_dir, "dense-eval.json")
+    os.makedirs(a.runs_dir, exist_ok=True)
+    bin_dir = os.path.join(a.build, "bin")
+    subprocess.run([os.path.join(bin_dir, "pconv-eval"), a.dense, "--json", dense_eval], check=True)
+    dense_top1 = json.load(open(dense_eval))["test_top1"]
+    # Written after every K, so an interrupted sweep still shows what finished (rerun the same
+    # command to resume: finished K are read back from their run folders, the rest continue).
+    rows = []
+    for k in a.k:
+        rows.append(run_k(a, k, bin_dir))
+        write_outputs(a, rows, dense_top1, pending=[x for x in a.k if x > k])
     print(open(a.out + ".md").read())
 
 

@@ -127,6 +127,12 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       if (conv_kind(op) == ConvKind::Generic) {
         const std::vector<float> w = generic_conv_weight(dm, op);
         P.woff[i] = put(w.data(), w.size());
+      } else if (use_blocks(op, t)) {
+        std::vector<int> counts;
+        std::vector<int64_t> starts;
+        const std::vector<uint32_t> w = block_records(op, P.geom[static_cast<size_t>(op.inputs[0])],
+                                                      t, sparse_schedule(op, t), &counts, &starts);
+        P.woff[i] = put(w.data(), w.size());
       } else {
         P.woff[i] = put(op.plan.words.data(), op.plan.words.size());
       }
@@ -162,6 +168,70 @@ int small_map_lanes(const Op& op, const Target& t) {
   return static_cast<int>(round_up(static_cast<int64_t>(op.h) * op.w * 4, t.vec));
 }
 
+SparseSchedule sparse_schedule(const Op& op, const Target& t) {
+  SparseSchedule s;
+  const int nvec = static_cast<int>((op.w + t.vec - 1) / t.vec);
+  s.T = std::min(nvec, t.max_tile_vecs);
+  s.R = std::max(1, std::min(op.h, t.acc_budget / s.T));
+  // Blocks pay where a filter's pass over its channels misses L1 the most: rows of one vector
+  // (16x16, 14x14, 8x8 on AVX-512: 1.3-1.6x over per-filter tiles) and rows of two with many
+  // channels (28x28x256+: 1.2x). Measured on wider rows and on 32x32x64 they lose 5-25% to the
+  // tile loads and stores they add, and a handful of input channels fits L1 anyway.
+  const bool pays = (nvec == 1 && op.in_c >= 16) || (nvec == 2 && op.in_c >= 128);
+  if (t.block_acc_bytes > 0 && op.groups == 1 && pays) {
+    const int64_t tile_bytes = static_cast<int64_t>(s.R) * s.T * t.vec * 4;
+    const int fmax = static_cast<int>(std::max<int64_t>(1, t.block_acc_bytes / tile_bytes));
+    s.blocks = (op.c + fmax - 1) / fmax;
+    s.F = (op.c + s.blocks - 1) / s.blocks;  // equal blocks
+  }
+  return s;
+}
+
+std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& t,
+                                    const SparseSchedule& s, std::vector<int>* counts,
+                                    std::vector<int64_t>* block_start) {
+  const int M = static_cast<int>(op.plan.masks.size());
+  struct Rec {
+    int in_pos, f;
+    const uint32_t* w;
+  };
+  std::vector<uint32_t> words;
+  counts->assign(static_cast<size_t>(s.blocks) * M, 0);
+  block_start->clear();
+  for (int b = 0; b < s.blocks; ++b) {
+    block_start->push_back(static_cast<int64_t>(words.size()));
+    std::vector<std::vector<Rec>> per_mask(static_cast<size_t>(M));
+    for (int f = 0; f < s.F && b * s.F + f < op.c; ++f) {
+      const int p = b * s.F + f;
+      const uint32_t* r = op.plan.words.data() + op.plan.filter_offset[static_cast<size_t>(p)];
+      for (int m = 0; m < M; ++m) {
+        const int nt = popcount9(op.plan.masks[static_cast<size_t>(m)]);
+        for (int n = op.plan.counts[static_cast<size_t>(p) * M + m]; n > 0; --n, r += nt + 1)
+          per_mask[static_cast<size_t>(m)].push_back({static_cast<int>(r[0]), f, r + 1});
+      }
+    }
+    for (int m = 0; m < M; ++m) {
+      auto& v = per_mask[static_cast<size_t>(m)];
+      std::stable_sort(v.begin(), v.end(), [](const Rec& a, const Rec& c) {
+        return a.in_pos != c.in_pos ? a.in_pos < c.in_pos : a.f < c.f;
+      });
+      const int nt = popcount9(op.plan.masks[static_cast<size_t>(m)]);
+      for (const Rec& rc : v) {
+        words.push_back(static_cast<uint32_t>(rc.in_pos * gi.ps));
+        words.push_back(static_cast<uint32_t>(rc.f * s.R * s.T * t.vec));
+        words.insert(words.end(), rc.w, rc.w + nt);
+      }
+      (*counts)[static_cast<size_t>(b) * M + m] = static_cast<int>(v.size());
+    }
+  }
+  return words;
+}
+
+bool use_blocks(const Op& op, const Target& t) {
+  return op.type == OpType::Conv && conv_kind(op) == ConvKind::Sparse && !use_small_map(op, t) &&
+         sparse_schedule(op, t).F > 0;
+}
+
 std::vector<Tap> mask_taps(uint16_t mask, int K) {
   std::vector<Tap> taps;
   const int pad = (K - 1) / 2;
@@ -177,12 +247,65 @@ std::string header_comment(const std::string& what, const std::string& tmpl, con
              t.name, "\", model \"", dm.model_name, "\". Do not edit.\n");
 }
 
+// The rows of one kept kernel over an R x T tile: `ic` points at the tile's input origin in the
+// kernel's channel, w0.. hold its weights and acc<r>_<x> the tile. Each input vector is loaded once
+// and feeds every tap and output row that uses it; neighbours come from valignd (row streaming).
+// zero_l / zero_r: the vector left of / right of the tile is known to be the zero margin (the tile
+// spans the whole row), so it is a constant instead of a load.
+void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                      const std::vector<Tap>& taps, int R, int T, const std::string& ind,
+                      bool zero_l, bool zero_r) {
+  const int V = t.vec;
+  const int pad = (op.k - 1) / 2;
+  for (int iy = -pad; iy < R + pad; ++iy) {
+    // Taps reading input row iy: output row iy - dy.
+    std::vector<Tap> use;
+    for (const Tap& tp : taps)
+      if (iy - tp.dy >= 0 && iy - tp.dy < R) use.push_back(tp);
+    if (use.empty()) continue;
+    bool need_l = false, need_r = false, need_c = false;
+    for (const Tap& tp : use) {
+      need_l |= tp.dx < 0;
+      need_r |= tp.dx > 0;
+      need_c |= tp.dx == 0;
+    }
+    const bool stream = !t.shl.empty();
+    const int lo = (stream && need_l) ? -1 : 0, hi = (stream && need_r) ? T : T - 1;
+    os << ind << "{\n";
+    const std::string in3 = ind + "  ";
+    auto row = [&](int64_t add) { return cat("ic + ", iy * gi.rs + add); };
+    if (stream || need_c)
+      for (int x = lo; x <= hi; ++x) {
+        const bool zero = (x < 0 && zero_l) || (x >= T && zero_r);
+        os << in3 << "const " << t.vtype << " a" << x + 1 << " = "
+           << (zero ? t.zero : spell(t.load, {row(static_cast<int64_t>(x) * V)})) << ";\n";
+      }
+    for (int x = 0; x < T; ++x) {
+      std::string L, Rv;
+      if (need_l)
+        L = stream ? spell(t.shl, {cat("a", x + 1), cat("a", x)})
+                   : spell(t.loadu, {row(static_cast<int64_t>(x) * V - 1)});
+      if (need_r)
+        Rv = stream ? spell(t.shr, {cat("a", x + 1), cat("a", x + 2)})
+                    : spell(t.loadu, {row(static_cast<int64_t>(x) * V + 1)});
+      if (need_l) os << in3 << "const " << t.vtype << " l" << x << " = " << L << ";\n";
+      if (need_r) os << in3 << "const " << t.vtype << " q" << x << " = " << Rv << ";\n";
+      for (const Tap& tp : use) {
+        const std::string v = tp.dx < 0 ? cat("l", x) : tp.dx > 0 ? cat("q", x) : cat("a", x + 1);
+        const std::string a = cat("acc", iy - tp.dy, "_", x);
+        os << in3 << a << " = " << spell(t.fma, {v, cat("w", tp.j), a}) << ";\n";
+      }
+    }
+    os << ind << "}\n";
+  }
+}
+
 // One row-streamed tile of R output rows x T vectors for one filter: accumulators stay in
 // registers over every kept kernel; per mask a branch-free loop over (channel, taps) records in
 // which each input vector is loaded once and feeds every tap and output row that uses it.
 void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom& gi, const Geom& go,
-                    int R, int T, const std::string& ind, int* kernels) {
-  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+                    int R, int T, const std::string& ind, int* kernels, bool whole_row) {
+  const int M = static_cast<int>(op.plan.masks.size());
   auto acc = [](int r, int x) { return cat("acc", r, "_", x); };
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < T; ++x)
@@ -200,46 +323,7 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
     for (const Tap& tp : taps)
       os << in2 << "const " << t.vtype << " w" << tp.j << " = "
          << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
-    const int pad = (op.k - 1) / 2;
-    for (int iy = -pad; iy < R + pad; ++iy) {
-      // Taps reading input row iy: output row iy - dy.
-      std::vector<Tap> use;
-      for (const Tap& tp : taps)
-        if (iy - tp.dy >= 0 && iy - tp.dy < R) use.push_back(tp);
-      if (use.empty()) continue;
-      bool need_l = false, need_r = false, need_c = false;
-      for (const Tap& tp : use) {
-        need_l |= tp.dx < 0;
-        need_r |= tp.dx > 0;
-        need_c |= tp.dx == 0;
-      }
-      const bool stream = !t.shl.empty();
-      const int lo = (stream && need_l) ? -1 : 0, hi = (stream && need_r) ? T : T - 1;
-      os << in2 << "{\n";
-      const std::string in3 = in2 + "  ";
-      auto row = [&](int64_t add) { return cat("ic + ", iy * gi.rs + add); };
-      if (stream || need_c)
-        for (int x = lo; x <= hi; ++x)
-          os << in3 << "const " << t.vtype << " a" << x + 1 << " = "
-             << spell(t.load, {row(static_cast<int64_t>(x) * V)}) << ";\n";
-      for (int x = 0; x < T; ++x) {
-        std::string L, Rv;
-        if (need_l)
-          L = stream ? spell(t.shl, {cat("a", x + 1), cat("a", x)})
-                     : spell(t.loadu, {row(static_cast<int64_t>(x) * V - 1)});
-        if (need_r)
-          Rv = stream ? spell(t.shr, {cat("a", x + 1), cat("a", x + 2)})
-                      : spell(t.loadu, {row(static_cast<int64_t>(x) * V + 1)});
-        if (need_l) os << in3 << "const " << t.vtype << " l" << x << " = " << L << ";\n";
-        if (need_r) os << in3 << "const " << t.vtype << " q" << x << " = " << Rv << ";\n";
-        for (const Tap& tp : use) {
-          const std::string v = tp.dx < 0 ? cat("l", x) : tp.dx > 0 ? cat("q", x) : cat("a", x + 1);
-          const std::string a = acc(iy - tp.dy, x);
-          os << in3 << a << " = " << spell(t.fma, {v, cat("w", tp.j), a}) << ";\n";
-        }
-      }
-      os << in2 << "}\n";
-    }
+    emit_kernel_rows(os, t, op, gi, taps, R, T, in2, whole_row, whole_row);
     os << ind << "}\n";
   }
   (void)go;
@@ -276,9 +360,160 @@ std::string array_lit(const std::vector<T>& v) {
   return os.str();
 }
 
+// The filter-block form of the row kernel. Per band of rows, a job is (block of F filters, R-row
+// group); per tile of the group the block's tiles start at the bias in an L1 buffer, then per mask
+// one branch-free loop walks the block's records sorted by input channel: each record loads its
+// filter's tile, runs the pattern's taps over the channel's rows (row streaming, as in
+// emit_tile_body) and stores the tile back. Consecutive records mostly share a channel, so its
+// rows come from L1; the accumulator loads and stores hit L1 too and cost far less than the L2
+// misses of fetching the channel again for each filter (PERF-NOTES: the main loss).
+void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                         size_t i, GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const SparseSchedule S = sparse_schedule(op, t);
+  const int R = S.R, T = S.T, F = S.F, NB = S.blocks;
+  const int nvec = static_cast<int>((op.w + V - 1) / V);
+  const int XT = nvec / T, TR = nvec % T, RR = op.h % R;
+  const int64_t slot = static_cast<int64_t>(R) * T * V;  // floats of one filter's tile
+  const std::string fn = cat("L", i);
+  std::vector<int> counts;
+  std::vector<int64_t> starts;
+  block_records(op, gi, t, S, &counts, &starts);
+  // Tiles of one row group, left to right: (x0 vector, vectors); the first and last border the
+  // zero margins.
+  std::vector<std::pair<int, int>> xs;
+  for (int x = 0; x < XT; ++x) xs.push_back({x * T, T});
+  if (TR) xs.push_back({XT * T, TR});
+  auto variant = [&](int r, int x0, int x) {
+    return cat(fn, "_tile_", r, "x", x, x0 == 0 ? "l" : "", x0 + x == nvec ? "r" : "");
+  };
+  std::vector<std::string> done;
+  for (int r : {R, RR}) {
+    if (r == 0) continue;
+    for (auto [x0, x] : xs) {
+      const std::string name = variant(r, x0, x);
+      if (std::find(done.begin(), done.end(), name) != done.end()) continue;
+      done.push_back(name);
+      os << "static inline void " << name
+         << "(const float* PC_RESTRICT in, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
+            "const int* PC_RESTRICT cnt) {\n";
+      for (int m = 0; m < M; ++m) {
+        const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+        const int nt = static_cast<int>(taps.size());
+        ++res.pattern_kernels;
+        os << "  // pattern " << m << ": mask 0x" << std::hex
+           << op.plan.masks[static_cast<size_t>(m)] << std::dec << ", " << nt << " taps\n";
+        os << "  for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 2 << ") {\n";
+        os << "    const float* ic = in + r[0];\n";
+        os << "    float* PC_RESTRICT ac = acc + r[1];\n";
+        for (int rr = 0; rr < r; ++rr)
+          for (int xx = 0; xx < x; ++xx)
+            os << "    " << t.vtype << " acc" << rr << "_" << xx << " = "
+               << spell(t.load, {cat("ac + ", (rr * T + xx) * V)}) << ";\n";
+        for (const Tap& tp : taps)
+          os << "    const " << t.vtype << " w" << tp.j << " = "
+             << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 2, "]")})}) << ";\n";
+        emit_kernel_rows(os, t, op, gi, taps, r, x, "    ", x0 == 0, x0 + x == nvec);
+        for (int rr = 0; rr < r; ++rr)
+          for (int xx = 0; xx < x; ++xx)
+            os << "    "
+               << spell(t.store, {cat("ac + ", (rr * T + xx) * V), cat("acc", rr, "_", xx)})
+               << ";\n";
+        os << "  }\n";
+      }
+      os << "}\n\n";
+    }
+  }
+  os << "static const int32_t " << fn << "_start[" << NB << "] = {\n    " << array_lit(starts)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
+     << "};\n";
+  const int64_t in_row_bytes = static_cast<int64_t>(op.in_c) * gi.rs * 4;
+  int B = static_cast<int>(
+      std::max<int64_t>(1, t.band_bytes / std::max<int64_t>(1, in_row_bytes) - (op.k - 1)));
+  B = std::max(R, B / R * R);
+  if (B >= op.h) B = op.h;
+  os << "// " << op.source << ": sparse " << op.k << "x" << op.k << " s1, " << op.in_c << "x"
+     << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
+     << " masks, tile " << R << " rows x " << T << " vectors of " << V << ", " << NB
+     << " blocks of " << F << " filters\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts) "
+        "{\n";
+  os << "  // bands of " << B << " rows: input band " << in_row_bytes * (B + op.k - 1) / 1024
+     << " KiB; tile buffer " << F * slot * 4 / 1024 << " KiB\n";
+  os << "  PC_OMP_PARALLEL\n  {\n";
+  os << "    alignas(64) float acc[" << F * slot << "];\n";
+  os << "    for (int b0 = 0; b0 < " << op.h << "; b0 += " << B << ") {\n";
+  os << "      const int ny = ((b0 + " << B << " < " << op.h << " ? b0 + " << B << " : " << op.h
+     << ") - b0 + " << R - 1 << ") / " << R << ";\n";
+  os << "      PC_OMP_FOR_CYCLIC_IN\n      for (int j = 0; j < " << NB << " * ny; ++j) {\n";
+  os << "        const int b = j % " << NB << ", y0 = b0 + j / " << NB << " * " << R << ";\n";
+  os << "        const int p0 = b * " << F << ", nf = p0 + " << F << " <= " << op.c << " ? " << F
+     << " : " << op.c << " - p0;\n";
+  os << "        const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_start[b];\n";
+  os << "        const int* cnt = " << fn << "_cnt + b * " << M << ";\n";
+  os << "        const uint32_t* bias = wts + " << P.boff[i] << " + p0;\n";
+  os << "        const float* ib = in + " << gi.org << " + (long)y0 * " << gi.rs << ";\n";
+  os << "        float* ob = out + (long)p0 * " << go.ps << " + " << go.org << " + (long)y0 * "
+     << go.rs << ";\n";
+  auto group = [&](const std::string& ind, int r) {
+    for (auto [x0, x] : xs) {
+      os << ind << "for (int f = 0; f < nf; ++f) {\n";
+      os << ind << "  const " << t.vtype << " b = " << spell(t.set1, {spell(t.bits2f, {"bias[f]"})})
+         << ";\n";
+      for (int rr = 0; rr < r; ++rr)
+        for (int xx = 0; xx < x; ++xx)
+          os << ind << "  "
+             << spell(t.store, {cat("acc + f * ", slot, " + ", (rr * T + xx) * V), "b"}) << ";\n";
+      os << ind << "}\n";
+      os << ind << variant(r, x0, x) << "(ib + " << x0 * V << ", acc, r, cnt);\n";
+      os << ind << "for (int f = 0; f < nf; ++f) {\n";
+      for (int rr = 0; rr < r; ++rr)
+        for (int xx = 0; xx < x; ++xx) {
+          std::string a = spell(t.load, {cat("acc + f * ", slot, " + ", (rr * T + xx) * V)});
+          if (op.act != Act::None) a = spell(t.max, {a, t.zero});
+          if (op.act == Act::ReLU6) a = spell(t.min, {a, spell(t.set1, {"6.0f"})});
+          os << ind << "  "
+             << spell(t.store,
+                      {cat("ob + (long)f * ", go.ps, " + ", rr * go.rs + (x0 + xx) * V), a})
+             << ";\n";
+        }
+      os << ind << "}\n";
+    }
+  };
+  if (RR) {
+    os << "        if (y0 + " << R << " <= " << op.h << ") {\n";
+    group("          ", R);
+    os << "        } else {\n";
+    group("          ", RR);
+    os << "        }\n";
+  } else {
+    group("        ", R);
+  }
+  os << "      }\n    }\n  }\n}\n\n";
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse"},
+                        {"masks", M},
+                        {"tile_rows", R},
+                        {"tile_vecs", T},
+                        {"band_rows", B},
+                        {"filter_block", F},
+                        {"vec", V}});
+}
+
 void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
                  GenResult& res) {
   const Op& op = dm.ops[i];
+  if (use_blocks(op, t)) {
+    emit_sparse_blocked(os, t, dm, P, i, res);
+    return;
+  }
   const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
   const Geom& go = P.geom[i];
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
@@ -296,7 +531,8 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
     os << "static inline void " << fn << "_tile_" << r << "x" << x
        << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT r, "
           "const int* PC_RESTRICT cnt, float bias) {\n";
-    emit_tile_body(os, t, op, gi, go, r, x, "  ", &res.pattern_kernels);
+    // A tile as wide as the row has the zero margins as its neighbours.
+    emit_tile_body(os, t, op, gi, go, r, x, "  ", &res.pattern_kernels, x == nvec);
     emit_tile_store(os, t, op, go, r, x, "  ");
     os << "}\n\n";
   }

@@ -29,6 +29,26 @@ Plan make_plan(const DeployModel& dm, const Target& t);
 bool use_small_map(const Op& op, const Target& t);
 int small_map_lanes(const Op& op, const Target& t);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
+
+// Tiling of a stride-1 pattern conv (the row kernel) on target t; make_plan and the emitter agree
+// on it through this one function.
+struct SparseSchedule {
+  int R = 1, T = 1;  // a tile: R output rows x T vectors
+  // Filters per block (0: none). A block's filters share one pass over the input channels: their
+  // tiles wait in an L1 buffer while records sorted by channel visit them, so a channel's rows
+  // are fetched from L2 once per block and mask instead of once per filter that keeps it.
+  int F = 0;
+  int blocks = 0;  // ceil(filters / F)
+};
+SparseSchedule sparse_schedule(const Op& op, const Target& t);
+// Whether a conv takes the filter-block form of the row kernel on target t.
+bool use_blocks(const Op& op, const Target& t);
+// The filter-block records of a conv (F > 0): per block, per mask, records (input channel plane
+// offset, accumulator offset, weights...) sorted by channel; counts per (block, mask) and each
+// block's first word.
+std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& t,
+                                    const SparseSchedule& s, std::vector<int>* counts,
+                                    std::vector<int64_t>* block_start);
 std::string spell(const std::string& pat, const std::vector<std::string>& args);
 std::string header_comment(const std::string& what, const std::string& tmpl, const Target& t,
                            const DeployModel& dm);
@@ -36,7 +56,10 @@ uint64_t weight_checksum(const std::vector<uint32_t>& w);
 void write_file(const std::string& path, const std::string& text, GenResult& res);
 
 void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom& gi, const Geom& go,
-                    int R, int T, const std::string& ind, int* kernels);
+                    int R, int T, const std::string& ind, int* kernels, bool whole_row = false);
+void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                      const std::vector<Tap>& taps, int R, int T, const std::string& ind,
+                      bool zero_l, bool zero_r);
 void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
                      const std::string& ind);
 

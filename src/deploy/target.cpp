@@ -26,6 +26,7 @@ Target target_by_name(const std::string& name) {
   // Tuning knob for experiments (pconv-bench): the row-band budget of the pattern convs in KiB.
   if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
+  if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
   return t;
 }
 
@@ -65,6 +66,8 @@ static Target target_table(const std::string& name) {
     t.vec = 16;
     t.acc_budget = 12;
     t.max_tile_vecs = 4;
+    // Half the 48 KiB L1D: the rest holds the channel rows being reused and the records.
+    t.block_acc_bytes = 24 * 1024;
     t.include = "#include <immintrin.h>";
     t.vtype = "__m512";
     t.zero = "_mm512_setzero_ps()";

@@ -80,6 +80,45 @@ TEST(DeployRun, WideResidualX86) {
   check_target(wide_residual_model(3), "wide", "x86");
 }
 
+// The filter-block kernel (AVX-512, rows of one vector, or two with >= 128 channels): filter
+// counts that leave a short last block, row counts that leave a short row group, ReLU6, a conv
+// without activation, and maps of 13x11 (one vector) and 29x29 (two, with a zero margin
+// right of a partly filled vector) against both oracles.
+ModelFile block_model(uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 3, 29, 29);
+  x = g.relu("r1", g.conv("c1", x, conv(130, 3, 1)));
+  x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(37, 3, 1))));  // 29x29, 130 in
+  x = g.max_pool("p1", x, PoolAttrs{3, 2, 0});                             // 14x14
+  x = g.conv("c3", x, conv(45, 3, 1));
+  x = g.relu("r3", g.conv("c4", x, conv(19, 3, 1)));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{5, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 2.0, false);
+  return m;
+}
+
+TEST(DeployRun, FilterBlocksAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  const ModelFile m = block_model(6);
+  check_target(m, "blocks", "avx512");
+  CompileOptions opt;
+  opt.target = "avx512";
+  opt.out_dir = work_dir("blocks-kind");
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, "blocks", opt);
+  std::map<std::string, int> block;
+  for (const auto& L : c.gen.layers)
+    if (L.contains("filter_block")) block[L["name"].get<std::string>()] = L["filter_block"];
+  EXPECT_GT(block["r2"], 0);  // 29x29 from 130 channels
+  EXPECT_GT(block["c3"], 0);  // 14x14 from 37
+  EXPECT_GT(block["r3"], 0);
+  EXPECT_EQ(block.count("r1"), 0u);  // 3 input channels: the per-filter kernel
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

@@ -4,7 +4,7 @@
   scripts/record_result.py RUN_DIR --stage 1-pretrain --out docs/results/quick.json
       [--dense-stage 1-pretrain]   # for pruned results: the dense accuracy to compare with
 
-Fields: model, dataset, epochs, test_top1, test_top5, train_seconds, threads, command, commit,
+Fields: model, dataset, epochs (all training stages up to --stage), test_top1, test_top5, train_seconds, threads, command, commit,
 run, stage; for pruned stages also patterns, conn_rate, conv_weight_compression, mac_reduction,
 dense_top1 (from RUN_DIR/inspect.json, written by pconv-train's report or pconv-inspect --json).
 Only figures present in the run folder are written; nothing is estimated.
@@ -20,6 +20,20 @@ def metrics(run, stage):
     if not os.path.exists(path):
         sys.exit(f"record_result: {path} not found")
     return [json.loads(l) for l in open(path) if l.strip()]
+
+
+def stages_through(run, stage):
+    """The run's stage folders ("1-pretrain", "2-admm", ...) in order, up to and including stage."""
+    names = sorted((d for d in os.listdir(run) if d.split("-", 1)[0].isdigit()
+                    and os.path.isdir(os.path.join(run, d))), key=lambda d: int(d.split("-", 1)[0]))
+    if stage not in names:
+        sys.exit(f"record_result: {run} has no stage folder {stage} (has {', '.join(names)})")
+    return names[:names.index(stage) + 1]
+
+
+def stage_epochs(run, stage):
+    ms = [r for r in metrics(run, stage) if r.get("stage", "") != "prune"]
+    return max((r.get("epoch", 0) for r in ms), default=0)
 
 
 def main():
@@ -45,11 +59,14 @@ def main():
         "dataset": cfg.get("data", {}).get("dataset", "cifar10"),
         "run": cfg["name"],
         "stage": a.stage,
-        "epochs": last.get("epoch"),
+        # Every stage up to this one counts (a warm restart or ADMM + retrain is one run).
+        "epochs": sum(stage_epochs(a.run, s) for s in stages_through(a.run, a.stage)),
+        "stage_epochs": last.get("epoch"),
         "test_top1": last["test_top1"],
         "test_top5": last.get("test_top5"),
         "best_top1": max(r["test_top1"] for r in m),
-        "train_seconds": sum(r.get("train_seconds", 0.0) for r in metrics(a.run, a.stage)),
+        "train_seconds": sum(r.get("train_seconds", 0.0)
+                             for s in stages_through(a.run, a.stage) for r in metrics(a.run, s)),
         "threads": summary.get("threads", cfg.get("threads", 0)),
         "command": summary.get("command", ""),
         "commit": summary.get("commit", ""),

@@ -179,6 +179,10 @@ SparseSchedule sparse_schedule(const Op& op, const Target& t) {
   // tile loads and stores they add, and a handful of input channels fits L1 anyway.
   const bool pays = (nvec == 1 && op.in_c >= 16) || (nvec == 2 && op.in_c >= 128);
   if (t.block_acc_bytes > 0 && op.groups == 1 && pays) {
+    // One vector per row and at most 16 rows: one tile covers the map (the acc budget binds only
+    // registers, and blocked tiles live in L1 between records), so its margin rows are known
+    // zeros and every input row is loaded once per record. Measured on 14x14: 0.8x the time.
+    if (nvec == 1 && op.h <= 16) s.R = op.h;
     const int64_t tile_bytes = static_cast<int64_t>(s.R) * s.T * t.vec * 4;
     const int fmax = static_cast<int>(std::max<int64_t>(1, t.block_acc_bytes / tile_bytes));
     s.blocks = (op.c + fmax - 1) / fmax;
@@ -251,13 +255,15 @@ std::string header_comment(const std::string& what, const std::string& tmpl, con
 // kernel's channel, w0.. hold its weights and acc<r>_<x> the tile. Each input vector is loaded once
 // and feeds every tap and output row that uses it; neighbours come from valignd (row streaming).
 // zero_l / zero_r: the vector left of / right of the tile is known to be the zero margin (the tile
-// spans the whole row), so it is a constant instead of a load.
+// spans the whole row), so it is a constant instead of a load. zero_tb: the tile spans every row,
+// so the rows above and below are the zero margins and their taps are left out.
 void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
                       const std::vector<Tap>& taps, int R, int T, const std::string& ind,
-                      bool zero_l, bool zero_r) {
+                      bool zero_l, bool zero_r, bool zero_tb) {
   const int V = t.vec;
   const int pad = (op.k - 1) / 2;
   for (int iy = -pad; iy < R + pad; ++iy) {
+    if (zero_tb && (iy < 0 || iy >= R)) continue;  // margin rows: their taps add zeros
     // Taps reading input row iy: output row iy - dy.
     std::vector<Tap> use;
     for (const Tap& tp : taps)
@@ -323,7 +329,7 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
     for (const Tap& tp : taps)
       os << in2 << "const " << t.vtype << " w" << tp.j << " = "
          << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
-    emit_kernel_rows(os, t, op, gi, taps, R, T, in2, whole_row, whole_row);
+    emit_kernel_rows(os, t, op, gi, taps, R, T, in2, whole_row, whole_row, false);
     os << ind << "}\n";
   }
   (void)go;
@@ -416,7 +422,7 @@ void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& d
         for (const Tap& tp : taps)
           os << "    const " << t.vtype << " w" << tp.j << " = "
              << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 2, "]")})}) << ";\n";
-        emit_kernel_rows(os, t, op, gi, taps, r, x, "    ", x0 == 0, x0 + x == nvec);
+        emit_kernel_rows(os, t, op, gi, taps, r, x, "    ", x0 == 0, x0 + x == nvec, r == op.h);
         for (int rr = 0; rr < r; ++rr)
           for (int xx = 0; xx < x; ++xx)
             os << "    "

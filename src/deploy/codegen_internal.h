@@ -59,7 +59,7 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
                     int R, int T, const std::string& ind, int* kernels, bool whole_row = false);
 void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
                       const std::vector<Tap>& taps, int R, int T, const std::string& ind,
-                      bool zero_l, bool zero_r);
+                      bool zero_l, bool zero_r, bool zero_tb);
 void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
                      const std::string& ind);
 

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -61,6 +62,24 @@ class Args {
     PCONV_CHECK(!v.empty() && *end == '\0' && x >= lo && x <= hi, opt, ": expected a number in [",
                 lo, ", ", hi, "], got '", v, "'");
     return x;
+  }
+  // "a,b,c": exactly n numbers.
+  std::vector<double> doubles_value(size_t n) {
+    const std::string opt = cur_, v = value();
+    std::vector<double> out;
+    const char* p = v.c_str();
+    for (;;) {
+      char* end = nullptr;
+      out.push_back(std::strtod(p, &end));
+      PCONV_CHECK(end != p, opt, ": expected ", n, " numbers separated by commas, got '", v, "'");
+      if (*end == '\0') break;
+      PCONV_CHECK(*end == ',', opt, ": expected ", n, " numbers separated by commas, got '", v,
+                  "'");
+      p = end + 1;
+    }
+    PCONV_CHECK(out.size() == n, opt, ": expected ", n, " numbers separated by commas, got '", v,
+                "'");
+    return out;
   }
   [[noreturn]] void unknown() const {
     if (is_option()) throw Error(cat("unknown option ", cur_, " (see --help)"));

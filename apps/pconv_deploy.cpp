@@ -16,6 +16,10 @@ const char kUsage[] =
     "  --out DIR       output folder (created; existing generated files are replaced)\n"
     "  --verify        build the output and compare it with the reference executor on\n"
     "                  seeded inputs (neon: cross-compiled, run under qemu-aarch64)\n"
+    "  --mean R,G,B    input normalisation the runner applies to --image files, on [0,1]\n"
+    "  --std R,G,B     pixels; default: what the model file records (pconv-train writes it)\n"
+    "  --resize-shorter N  resize an image's shorter side to N and centre-crop (ImageNet\n"
+    "                  style); 0 resizes the whole image to the input size\n"
     "  --no-reorder    keep the filter order (for debugging the reorder pass)\n";
 }  // namespace
 
@@ -24,6 +28,7 @@ int main(int argc, char** argv) {
   try {
     std::string model, target = "x86", out;
     bool verify = false, reorder = true;
+    nlohmann::json pre = nlohmann::json::object();
     cli::Args args(argc, argv, kUsage);
     while (args.next()) {
       if (args.is("--target"))
@@ -32,6 +37,12 @@ int main(int argc, char** argv) {
         out = args.value();
       else if (args.is("--verify"))
         verify = true;
+      else if (args.is("--mean"))
+        pre["mean"] = args.doubles_value(3);
+      else if (args.is("--std"))
+        pre["std"] = args.doubles_value(3);
+      else if (args.is("--resize-shorter"))
+        pre["resize_shorter"] = args.int_value(0);
       else if (args.is("--no-reorder"))
         reorder = false;
       else if (args.is_option())
@@ -48,10 +59,15 @@ int main(int argc, char** argv) {
     opt.target = target;
     opt.out_dir = out;
     opt.plan.reorder_filters = reorder;
+    if (!pre.empty()) opt.preprocess = pre;
     const deploy::CompileResult c = deploy::compile_model(m, model, opt);
     std::printf("generated %zu files in %s (target %s, %d pattern kernels, weights %lld bytes)\n",
                 c.gen.files.size(), out.c_str(), c.target.name.c_str(), c.gen.pattern_kernels,
                 static_cast<long long>(c.gen.weight_words * 4));
+    if (c.ir.preprocess.is_null())
+      std::printf(
+          "note: the model records no input normalisation, so the runner takes raw tensors "
+          "only (--input); pass --mean and --std to let it classify images\n");
     if (verify) {
       const deploy::VerifyReport r = deploy::verify_generated(m, c);
       std::printf("verify %s: %s\n", r.ok ? "PASSED" : "FAILED", r.message.c_str());

@@ -1,5 +1,8 @@
 // Fixed parts of a generated model: the C API header, the portable ops of non-pattern layers,
 // the runner and the build file. Raw-string templates; each output names this file.
+#include <cstdio>
+#include <cstring>
+
 #include "core/error.h"
 #include "deploy/codegen_internal.h"
 
@@ -293,20 +296,64 @@ static inline void pc_act(const float* in, float* out, pc_geom g, int act) {
 )PC";
 }
 
+namespace {
+
+// A float as an exact C++ literal: pc_bits_f(0x3e7a1b2cu) (decimal would round-trip only with
+// care).
+std::string float_literal(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "pc_bits_f(0x%08xu)", u);
+  return buf;
+}
+
+}  // namespace
+
 std::string runner_source(const Target& t, const DeployModel& dm) {
+  // Evaluation's preprocessing as constants: x = v * scale + bias is (v/255 - mean) / std with
+  // the data pipeline's float rounding (src/data/transforms.h, Normalizer).
+  std::string pre;
+  const nlohmann::json& p = dm.preprocess;
+  if (p.is_object()) {
+    const auto mean = p.at("mean").get<std::vector<float>>();
+    const auto sd = p.at("std").get<std::vector<float>>();
+    std::string sc, bi;
+    for (int c = 0; c < 3; ++c) {
+      const float scale = 1.f / (255.f * sd[static_cast<size_t>(c)]);
+      const float bias = -mean[static_cast<size_t>(c)] / sd[static_cast<size_t>(c)];
+      sc += cat(c ? ", " : "", float_literal(scale));
+      bi += cat(c ? ", " : "", float_literal(bias));
+    }
+    pre = cat("// From the model file: ", p.dump(), "\nstatic const bool kHavePre = true;\n",
+              "static const int kPreSize = ", p.at("size").get<int>(),
+              ", kPreResize = ", p.at("resize_shorter").get<int>(), ";\n",
+              "static const float kScale[3] = {", sc, "}, kBias[3] = {", bi, "};\n");
+  } else {
+    pre =
+        "// The model file names no input preprocessing: --image is refused (see usage).\n"
+        "static const bool kHavePre = false;\n"
+        "static const int kPreSize = 0, kPreResize = 0;\n"
+        "static const float kScale[3] = {0, 0, 0}, kBias[3] = {pc_bits_f(0u), 0, 0};\n";
+  }
   return header_comment("runner.cpp: classifies a raw float tensor or a PPM image.",
                         "codegen_templates.cpp", t, dm) +
          R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
-//               [--repeat N] [--threads N] [--layer-times]
+//               [--save-input x.f32] [--repeat N] [--threads N] [--layer-times]
 //        runner weights.bin --batch --input xs.f32 --output logits.f32
 // --batch classifies every sample of a file holding any number of inputs back to back and
 // writes their logits back to back (what pconv-eval --deployed uses on a whole test set).
 // --layer-times prints each layer's median/min/max ms over the repeats ("layer K op I NAME median
 // M min A max B"; needs a build with -DPCONV_LAYER_TIMES=ON).
-// The raw input is pconv_input_size() float32 values in NCHW order. A binary PPM (P6) image is
-// resized (nearest) to the model's input and scaled to [0, 1], channels R, G, B.
+// The raw input is pconv_input_size() float32 values in NCHW order, normalised as in training.
+// A binary PPM (P6) image goes through evaluation's preprocessing, as pconv-eval does it: resize
+// (area averaging when shrinking, bilinear when enlarging, rounded to 8 bits), the centre crop
+// for ImageNet-style models, then per-channel (v/255 - mean) / std. --save-input writes the
+// tensor it made.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -318,38 +365,140 @@ std::string runner_source(const Target& t, const DeployModel& dm) {
 #include <omp.h>
 #endif
 
+static float pc_bits_f(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+)PC" + pre +
+         R"PC(
+// Per output index along one axis: the source indices and weights that make it.
+struct pc_taps {
+  std::vector<int> first, count, idx;
+  std::vector<float> w;
+};
+
+// shrink: area averaging (each output averages the source span it covers, as OpenCV's
+// INTER_AREA); else bilinear with half-pixel centres (INTER_LINEAR), edges clamped.
+static pc_taps pc_axis(int src, int dst, bool shrink) {
+  pc_taps t;
+  const double scale = (double)src / dst;
+  for (int i = 0; i < dst; ++i) {
+    t.first.push_back((int)t.idx.size());
+    if (shrink) {
+      const double a = i * scale, b = (i + 1) * scale;
+      for (int j = (int)a; j < src && j < b; ++j) {
+        const double lo = std::max<double>(a, j), hi = std::min<double>(b, j + 1);
+        if (hi > lo) {
+          t.idx.push_back(j);
+          t.w.push_back((float)((hi - lo) / scale));
+        }
+      }
+    } else {
+      double fx = (i + 0.5) * scale - 0.5;
+      if (fx < 0) fx = 0;
+      int j = (int)fx;
+      if (j > src - 1) j = src - 1;
+      const float w1 = (float)(fx - j);
+      t.idx.push_back(j);
+      t.w.push_back(1.f - w1);
+      t.idx.push_back(std::min(j + 1, src - 1));
+      t.w.push_back(w1);
+    }
+    t.count.push_back((int)t.idx.size() - t.first.back());
+  }
+  return t;
+}
+
+// Resizes an interleaved RGB image to w x h, rounding to 8 bits as the data pipeline's does.
+static std::vector<unsigned char> pc_resize(const std::vector<unsigned char>& px, int sw, int sh,
+                                            int w, int h) {
+  if (sw == w && sh == h) return px;
+  const bool shrink = w < sw && h < sh;
+  const pc_taps tx = pc_axis(sw, w, shrink), ty = pc_axis(sh, h, shrink);
+  std::vector<float> rows((size_t)sh * w * 3);
+  for (int y = 0; y < sh; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c) {
+        float a = 0;
+        for (int k = 0; k < tx.count[(size_t)x]; ++k) {
+          const size_t q = (size_t)(tx.first[(size_t)x] + k);
+          a += tx.w[q] * px[((size_t)y * sw + tx.idx[q]) * 3 + c];
+        }
+        rows[((size_t)y * w + x) * 3 + c] = a;
+      }
+  std::vector<unsigned char> out((size_t)w * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c) {
+        float a = 0;
+        for (int k = 0; k < ty.count[(size_t)y]; ++k) {
+          const size_t q = (size_t)(ty.first[(size_t)y] + k);
+          a += ty.w[q] * rows[((size_t)ty.idx[q] * w + x) * 3 + c];
+        }
+        out[((size_t)y * w + x) * 3 + c] = (unsigned char)std::min(255.f, std::max(0.f, std::round(a)));
+      }
+  return out;
+}
+
+// Reads a binary PPM and applies evaluation's preprocessing; false with a message on failure.
 static bool read_ppm(const char* path, std::vector<float>& x, int n) {
+  if (!kHavePre) {
+    std::fprintf(stderr, "runner: the model file names no input preprocessing (mean/std), so a raw "
+                         "image cannot be prepared; give a normalised --input tensor, or redeploy "
+                         "with pconv-deploy --mean R,G,B --std R,G,B\n");
+    return false;
+  }
   FILE* f = std::fopen(path, "rb");
-  if (!f) return false;
   int w = 0, h = 0, mx = 0;
-  if (std::fscanf(f, "P6 %d %d %d", &w, &h, &mx) != 3 || w <= 0 || h <= 0 || mx <= 0 || mx > 255) {
-    std::fclose(f);
+  if (!f || std::fscanf(f, "P6 %d %d %d", &w, &h, &mx) != 3 || w <= 0 || h <= 0 || mx <= 0 || mx > 255) {
+    std::fprintf(stderr, "runner: %s is not a binary PPM (P6) image with 8-bit samples\n", path);
+    if (f) std::fclose(f);
     return false;
   }
   std::fgetc(f);
   std::vector<unsigned char> px((size_t)w * h * 3);
   const bool ok = std::fread(px.data(), 1, px.size(), f) == px.size();
   std::fclose(f);
-  if (!ok) return false;
-  int side = 1;
-  while (3 * (side + 1) * (side + 1) <= n) ++side;  // square inputs of 3 channels
-  if (3 * side * side != n) return false;
+  if (!ok) {
+    std::fprintf(stderr, "runner: %s is truncated\n", path);
+    return false;
+  }
+  if (mx != 255)
+    for (unsigned char& v : px) v = (unsigned char)std::lround(v * 255.0 / mx);
+  const int S = kPreSize;
+  if (3 * S * S != n) {
+    std::fprintf(stderr, "runner: preprocessing size %d does not fit the model input\n", S);
+    return false;
+  }
+  int rw = S, rh = S;  // resize_shorter 0: the whole image to S x S
+  if (kPreResize > 0) {
+    if (w <= h) {
+      rw = kPreResize;
+      rh = (int)std::lround((double)h * kPreResize / w);
+    } else {
+      rh = kPreResize;
+      rw = (int)std::lround((double)w * kPreResize / h);
+    }
+  }
+  const std::vector<unsigned char> r = pc_resize(px, w, h, rw, rh);
+  const int x0 = (rw - S) / 2, y0 = (rh - S) / 2;
   x.assign((size_t)n, 0.0f);
   for (int c = 0; c < 3; ++c)
-    for (int y = 0; y < side; ++y)
-      for (int q = 0; q < side; ++q) {
-        const int sy = y * h / side, sx = q * w / side;
-        x[((size_t)c * side + y) * side + q] = px[((size_t)sy * w + sx) * 3 + c] / (float)mx;
-      }
+    for (int y = 0; y < S; ++y)
+      for (int q = 0; q < S; ++q)
+        x[((size_t)c * S + y) * S + q] =
+            (float)r[((size_t)(y + y0) * rw + (q + x0)) * 3 + c] * kScale[c] + kBias[c];
   return true;
 }
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--repeat N] [--threads N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--save-input x.f32] [--repeat N] [--threads N]\n", argv[0]);
     return 2;
   }
-  const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr;
+  const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr, *save_path = nullptr;
   int repeat = 1, threads = 0;
   bool layer_times = false, batch = false;
   for (int i = 2; i < argc; ++i) {
@@ -369,6 +518,7 @@ int main(int argc, char** argv) {
     if (a == "--input") in_path = argv[++i];
     else if (a == "--image") img_path = argv[++i];
     else if (a == "--output") out_path = argv[++i];
+    else if (a == "--save-input") save_path = argv[++i];
     else if (a == "--repeat") repeat = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else {
@@ -422,13 +572,17 @@ int main(int argc, char** argv) {
     }
     std::fclose(f);
   } else if (img_path) {
-    if (!read_ppm(img_path, x, n)) {
-      std::fprintf(stderr, "runner: %s is not a binary PPM (P6) image, or the model input is not 3xSxS\n", img_path);
-      return 1;
-    }
+    if (!read_ppm(img_path, x, n)) return 1;
   } else {
     std::fprintf(stderr, "runner: give --input or --image\n");
     return 2;
+  }
+  if (save_path) {
+    FILE* f = std::fopen(save_path, "wb");
+    if (!f || std::fwrite(x.data(), 4, (size_t)n, f) != (size_t)n || std::fclose(f) != 0) {
+      std::fprintf(stderr, "runner: cannot write %s\n", save_path);
+      return 1;
+    }
   }
   pconv_model* m = pconv_create(argv[1]);
   if (!m) return 1;

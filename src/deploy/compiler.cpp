@@ -7,12 +7,47 @@
 
 namespace pconv::deploy {
 
+namespace {
+
+// The preprocessing the runner bakes in: the option's keys over the model's meta "input".
+nlohmann::json checked_preprocess(const ModelFile& m, const std::string& name,
+                                  const nlohmann::json& override_) {
+  nlohmann::json p = m.meta.value("input", nlohmann::json());
+  if (override_.is_object()) {
+    if (!p.is_object()) p = nlohmann::json::object();
+    for (auto it = override_.begin(); it != override_.end(); ++it) p[it.key()] = it.value();
+  }
+  if (!p.is_object() || !p.contains("mean") || !p.contains("std")) return nullptr;
+  const Shape in = m.graph.input_shape();                     // C, H, W
+  if (in.at(0) != 3 || in.at(1) != in.at(2)) return nullptr;  // not an image model: raw input only
+  const int size = static_cast<int>(in.at(1));
+  if (!p.contains("size")) p["size"] = size;
+  if (!p.contains("resize_shorter")) p["resize_shorter"] = 0;
+  const std::string where = name + ": input preprocessing " + p.dump();
+  try {
+    const auto mean = p.at("mean").get<std::vector<float>>();
+    const auto std = p.at("std").get<std::vector<float>>();
+    PCONV_CHECK(mean.size() == 3 && std.size() == 3, where, ": needs 3 means and 3 stds");
+    for (float s : std) PCONV_CHECK(s > 0, where, ": std must be positive");
+    PCONV_CHECK(p.at("size").get<int>() == size, where, ": size differs from the model input ",
+                size);
+    const int r = p.at("resize_shorter").get<int>();
+    PCONV_CHECK(r == 0 || r >= size, where, ": resize_shorter must be 0 or >= size");
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(cat(where, ": ", e.what()));
+  }
+  return p;
+}
+
+}  // namespace
+
 CompileResult compile_model(const ModelFile& m, const std::string& name,
                             const CompileOptions& opt) {
   CompileResult r;
   r.target = target_by_name(opt.target);
   r.ir = lower(m, name);
   r.ir.model_name = name;
+  r.ir.preprocess = checked_preprocess(m, name, opt.preprocess);
   plan_convs(r.ir, opt.plan);
   r.gen = generate(r.ir, r.target, opt.out_dir);
   const std::string aj = opt.out_dir + "/analysis.json";

@@ -16,6 +16,8 @@ struct CompileOptions {
   std::string out_dir;
   PlanOptions plan;
   bool print_table = true;
+  // Overrides the model's meta "input" (keys size, resize_shorter, mean, std); null = keep it.
+  nlohmann::json preprocess;
 };
 
 struct CompileResult {

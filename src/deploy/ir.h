@@ -84,6 +84,9 @@ struct DeployModel {
   std::vector<Op> ops;            // topological; ops[0] is the input
   int output = -1;                // op index of the logits
   std::vector<uint16_t> library;  // the model's pattern library (for reports)
+  // Evaluation's preprocessing (docs/model-format.md, meta "input"), which the runner repeats for
+  // raw images; null when the model file does not say (the runner then refuses --image).
+  nlohmann::json preprocess;
   int num_classes() const { return ops.at(static_cast<size_t>(output)).c; }
   // Consumers of each op (op indices), computed by lower().
   std::vector<std::vector<int>> users;

@@ -101,6 +101,19 @@ void write_ppm(const cv::Mat& rgb, const std::string& path) {
   ASSERT_TRUE(cv::imwrite(path, bgr));  // .ppm: binary P6
 }
 
+// The tensor the runner in dir builds from an image (written as PPM); empty if it failed.
+std::vector<float> runner_tensor(const std::string& dir, const cv::Mat& rgb) {
+  write_ppm(rgb, dir + "/x.ppm");
+  std::string out;
+  if (run(dir + "/build/runner " + dir + "/weights.bin --image " + dir + "/x.ppm --save-input " +
+              dir + "/x.f32",
+          &out) != 0) {
+    ADD_FAILURE() << "runner --image failed: " << out;
+    return {};
+  }
+  return read_f32(dir + "/x.f32");
+}
+
 // CIFAR-style (resize_shorter 0) on an image already at the input size: no resampling, so the
 // runner's tensor must equal the data pipeline's bit for bit (the normalisation constants).
 TEST(RunnerImage, ExactNormalisationWithoutResampling) {
@@ -117,16 +130,9 @@ TEST(RunnerImage, ExactNormalisationWithoutResampling) {
   for (const std::string& p : photos) {
     cv::Mat small;
     cv::resize(read_rgb(p), small, cv::Size(S, S), 0, 0, cv::INTER_AREA);
-    write_ppm(small, dir + "/x.ppm");
-    std::string out;
-    ASSERT_EQ(run(dir + "/build/runner " + dir + "/weights.bin --image " + dir +
-                      "/x.ppm --save-input " + dir + "/x.f32",
-                  &out),
-              0)
-        << out;
     std::vector<float> want(static_cast<size_t>(3 * S * S));
     data::rgb_to_chw(small, false, norm, want.data());
-    const std::vector<float> got = read_f32(dir + "/x.f32");
+    const std::vector<float> got = runner_tensor(dir, small);
     ASSERT_EQ(got.size(), want.size());
     // Equal up to float rounding: a -march=native build of the pipeline fuses v * scale + bias
     // into one FMA, the runner's portable build does not.
@@ -156,16 +162,9 @@ TEST(RunnerImage, ResizeAndCentreCropMatchTheDataPipeline) {
   for (size_t k = 0; k < photos.size(); ++k) {
     cv::Mat rgb = read_rgb(photos[k]);
     if (k == 3) cv::resize(rgb, rgb, cv::Size(30, 20));  // smaller than the input: enlarging
-    write_ppm(rgb, dir + "/x.ppm");
-    std::string out;
-    ASSERT_EQ(run(dir + "/build/runner " + dir + "/weights.bin --image " + dir +
-                      "/x.ppm --save-input " + dir + "/x.f32",
-                  &out),
-              0)
-        << out;
     std::vector<float> want(static_cast<size_t>(3 * S * S));
     data::resize_center_crop_to_chw(rgb, S, norm, want.data());
-    const std::vector<float> got = read_f32(dir + "/x.f32");
+    const std::vector<float> got = runner_tensor(dir, rgb);
     ASSERT_EQ(got.size(), want.size());
     int off_by_level = 0;
     for (size_t i = 0; i < got.size(); ++i) {

@@ -373,6 +373,14 @@ std::string array_lit(const std::vector<T>& v) {
 // emit_tile_body) and stores the tile back. Consecutive records mostly share a channel, so its
 // rows come from L1; the accumulator loads and stores hit L1 too and cost far less than the L2
 // misses of fetching the channel again for each filter (PERF-NOTES: the main loss).
+// What analysis.json's "generated" layers list says of a row-streamed pattern conv.
+nlohmann::json sparse_record(size_t op, const std::string& name, const std::string& fn, int masks,
+                             int rows, int vecs, int band, int vec) {
+  return {{"op", op},          {"name", name},      {"function", fn},
+          {"kind", "sparse"},  {"masks", masks},    {"tile_rows", rows},
+          {"tile_vecs", vecs}, {"band_rows", band}, {"vec", vec}};
+}
+
 void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                          size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
@@ -501,16 +509,9 @@ void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& d
     group("        ", R);
   }
   os << "      }\n    }\n  }\n}\n\n";
-  res.layers.push_back({{"op", i},
-                        {"name", op.name},
-                        {"function", fn},
-                        {"kind", "sparse"},
-                        {"masks", M},
-                        {"tile_rows", R},
-                        {"tile_vecs", T},
-                        {"band_rows", B},
-                        {"filter_block", F},
-                        {"vec", V}});
+  nlohmann::json rec = sparse_record(i, op.name, fn, M, R, T, B, V);
+  rec["filter_block"] = F;
+  res.layers.push_back(rec);
 }
 
 void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
@@ -599,15 +600,7 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
     os << "      }\n";
   }
   os << "    }\n  }\n}\n\n";
-  res.layers.push_back({{"op", i},
-                        {"name", op.name},
-                        {"function", fn},
-                        {"kind", "sparse"},
-                        {"masks", M},
-                        {"tile_rows", R},
-                        {"tile_vecs", T},
-                        {"band_rows", B},
-                        {"vec", V}});
+  res.layers.push_back(sparse_record(i, op.name, fn, M, R, T, B, V));
 }
 
 // Maps of a few pixels (2x2, 4x4): vectorising along a row wastes most lanes, so the lanes hold

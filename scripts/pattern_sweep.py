@@ -36,7 +36,11 @@ def run_k(a, k, build_bin):
     if a.epochs:
         cmd += ["--epochs", str(a.epochs)]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    rc = subprocess.run(cmd).returncode
+    if rc == 130:  # Ctrl-C: pconv-train saved a checkpoint
+        sys.exit(f"pattern_sweep: K={k} stopped with a checkpoint; rerun the same command to resume")
+    if rc != 0:
+        sys.exit(f"pattern_sweep: pconv-train failed for K={k} (exit {rc}); see its output above")
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     final = summary["stages"][-1]
     prune = [s for s in summary["stages"] if s["stage"] == "prune"]

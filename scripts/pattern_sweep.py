@@ -115,7 +115,10 @@ def main():
     dense_eval = os.path.join(a.runs_dir, "dense-eval.json")
     os.makedirs(a.runs_dir, exist_ok=True)
     bin_dir = os.path.join(a.build, "bin")
-    subprocess.run([os.path.join(bin_dir, "pconv-eval"), a.dense, "--json", dense_eval], check=True)
+    # A resumed sweep reuses the dense evaluation unless the dense model is newer than it.
+    if not os.path.exists(dense_eval) or os.path.getmtime(dense_eval) < os.path.getmtime(a.dense):
+        subprocess.run([os.path.join(bin_dir, "pconv-eval"), a.dense, "--json", dense_eval],
+                       check=True)
     dense_top1 = json.load(open(dense_eval))["test_top1"]
     # Written after every K, so an interrupted sweep still shows what finished (rerun the same
     # command to resume: finished K are read back from their run folders, the rest continue).

@@ -8,9 +8,14 @@ vgg16_cifar). Usage:
 
   scripts/bench_train_throughput.py [--arch resnet20 --arch vgg16_cifar] [--batch 128]
       [--threads 2] [--steps 5] [--windows 5] [--warmup 3] [--pconv build/bin/pconv-bench-train]
-      [--json out.json]
+      [--torch-python PYTHON ...] [--json out.json]
 
-With --pconv, runs pconv-bench-train with the same arguments first and prints both.
+With --pconv, runs pconv-bench-train with the same arguments first and prints both. Each
+--torch-python interpreter (default: this one) measures its own torch install in the same run, so
+several PyTorch versions can be compared; PyTorch 1.13.1, the version the throughput targets
+were set with, installs beside a newer one with:
+
+  python3 -m venv ~/torch113 && ~/torch113/bin/pip install torch==1.13.1 'numpy<2'
 """
 import argparse
 import json
@@ -102,8 +107,11 @@ def main():
     p.add_argument("--windows", type=int, default=5)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--pconv", help="path to pconv-bench-train, run first with the same arguments")
+    p.add_argument("--torch-python", action="append",
+                   help="python interpreter whose torch to measure; repeatable (default: this one)")
     p.add_argument("--json")
     a = p.parse_args()
+    pythons = a.torch_python or [sys.executable]
     archs = a.arch or ["vgg16_cifar", "resnet20"]
     out = []
     if a.pconv:
@@ -116,18 +124,20 @@ def main():
         for r in pconv:
             r["framework"] = "pconv"
         out += pconv
-    for arch in archs:
-        # A fresh process per architecture so peak RSS is per model.
-        res = subprocess.run([sys.executable, __file__, "--_child", arch, json.dumps(vars(a))],
-                             check=True, capture_output=True, text=True).stdout
-        out.append(json.loads(res))
+    for python in pythons:
+        for arch in archs:
+            # A fresh process per architecture so peak RSS is per model.
+            res = subprocess.run([python, __file__, "--_child", arch, json.dumps(vars(a))],
+                                 check=True, capture_output=True, text=True).stdout
+            out.append(json.loads(res))
     for r in out:
         print(f"{r['framework']:>14} {r['arch']:<12} {r['images_per_s']:8.1f} images/s "
               f"(min {r['images_per_s_min']:.1f}, max {r['images_per_s_max']:.1f}), peak RSS {r['peak_rss_mib']:.0f} MiB")
     for arch in archs:
-        rs = {r["framework"].split()[0]: r["images_per_s"] for r in out if r["arch"] == arch}
-        if "pconv" in rs and "pytorch" in rs:
-            print(f"{arch}: pconv / pytorch = {rs['pconv'] / rs['pytorch']:.2f}")
+        rs = {r["framework"]: r["images_per_s"] for r in out if r["arch"] == arch}
+        for fw, rate in rs.items():
+            if "pconv" in rs and fw != "pconv":
+                print(f"{arch}: pconv / {fw} = {rs['pconv'] / rate:.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)

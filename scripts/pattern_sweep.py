@@ -45,7 +45,8 @@ def run_k(a, k, build_bin):
     final = summary["stages"][-1]
     prune = [s for s in summary["stages"] if s["stage"] == "prune"]
     insp = os.path.join(run_dir, "inspect.json")
-    totals = json.load(open(insp))["totals"] if os.path.exists(insp) else {}
+    report = json.load(open(insp)) if os.path.exists(insp) else {}
+    totals = report.get("totals", {})
     return {
         "patterns": k,
         "library": cfg["pruning"]["library"],
@@ -54,6 +55,10 @@ def run_k(a, k, build_bin):
         "after_hard_prune_top1": prune[0].get("test_top1") if prune else None,
         "conv_weight_compression": totals.get("conv_compression"),
         "mac_reduction": totals.get("mac_reduction"),
+        # pconv-inspect's constraint check of the final model (every kept kernel a library
+        # pattern with 4 non-zeros, every layer at its kernel budget).
+        "inspect_violations": len(report["violations"]) if "violations" in report else None,
+        "inspect_verified": report.get("verified"),
         "commit": summary.get("commit"),
         "command": summary.get("command"),
     }
@@ -72,13 +77,15 @@ def write_outputs(a, rows, dense_top1, pending):
         f.write("# Accuracy vs pattern count\n\n")
         f.write(f"Dense model `{a.dense}`: test top-1 {dense_top1:.4f}. Connectivity rate {a.rate} on "
                 "every pruned layer. Reproduce: `" + cmd + "`.\n\n")
-        f.write("| patterns | top-1 | change vs dense | after hard prune | conv compression | MAC reduction | commit |\n")
-        f.write("|---|---|---|---|---|---|---|\n")
+        f.write("| patterns | top-1 | change vs dense | after hard prune | conv compression | MAC reduction "
+                "| inspect violations | commit |\n")
+        f.write("|---|---|---|---|---|---|---|---|\n")
         for r in rows:
             fmt = lambda v, p="{:.4f}": p.format(v) if v is not None else "-"
             f.write(f"| {r['patterns']} | {fmt(r['test_top1'])} | {fmt(r['top1_change'], '{:+.4f}')} | "
                     f"{fmt(r['after_hard_prune_top1'])} | {fmt(r['conv_weight_compression'], '{:.2f}x')} | "
-                    f"{fmt(r['mac_reduction'], '{:.2f}x')} | {r['commit']} |\n")
+                    f"{fmt(r['mac_reduction'], '{:.2f}x')} | {r.get('inspect_violations', '-')} | "
+                    f"{r['commit']} |\n")
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -3,6 +3,7 @@
 
   scripts/record_result.py RUN_DIR --stage 1-pretrain --out docs/results/quick.json
       [--dense-stage 1-pretrain]   # for pruned results: the dense accuracy to compare with
+      [--dense-run DENSE_RUN_DIR]  # ... when the dense model was trained in another run folder
 
 Fields: model, dataset, epochs (all training stages up to --stage), test_top1, test_top5, train_seconds, threads, command, commit,
 run, stage; for pruned stages also patterns, conn_rate, conv_weight_compression, mac_reduction,
@@ -42,6 +43,8 @@ def main():
     ap.add_argument("--stage", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dense-stage")
+    ap.add_argument("--dense-run", help="run folder of --dense-stage (default: RUN itself), for a "
+                    "pruning run started from another run's model")
     ap.add_argument("--note", help="free text kept with the record (e.g. how the tree differed)")
     a = ap.parse_args()
     cfg = json.load(open(os.path.join(a.run, "config.json")))
@@ -52,6 +55,9 @@ def main():
         sys.exit(f"record_result: stage {a.stage} has no evaluated epoch yet")
     last = m[-1]
     model = cfg["model"].get("arch") or cfg["model"].get("init") or "graph"
+    if not cfg["model"].get("arch") and a.dense_run:  # started from the dense run's model
+        dense_cfg = json.load(open(os.path.join(a.dense_run, "config.json")))
+        model = dense_cfg["model"].get("arch", model)
     if cfg["model"].get("width", 1.0) != 1.0:
         model += f"@{cfg['model']['width']}"
     out = {
@@ -75,9 +81,18 @@ def main():
     if a.note:
         out["note"] = a.note
     # The final model's pruning figures, when the stage is pruned.
+    if a.dense_run and not a.dense_stage:
+        sys.exit("record_result: --dense-run needs --dense-stage")
     if a.dense_stage:
-        dense = [r for r in metrics(a.run, a.dense_stage) if "test_top1" in r]
+        dense_run = a.dense_run or a.run
+        dense = [r for r in metrics(dense_run, a.dense_stage) if "test_top1" in r]
+        if not dense:
+            sys.exit(f"record_result: stage {a.dense_stage} of {dense_run} has no evaluated epoch")
         out["dense_top1"] = dense[-1]["test_top1"]
+        if a.dense_run:
+            out["dense_run"] = os.path.basename(os.path.normpath(a.dense_run))
+            out["dense_epochs"] = sum(stage_epochs(a.dense_run, s)
+                                      for s in stages_through(a.dense_run, a.dense_stage))
         out["top1_change"] = out["test_top1"] - out["dense_top1"]
         insp_path = os.path.join(a.run, "inspect.json")
         if os.path.exists(insp_path):

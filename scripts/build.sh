@@ -6,4 +6,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${PCONV_BUILD_DIR:-$root/build}"
 jobs="${PCONV_JOBS:-$(nproc)}"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-cmake --build "$build" -j "$jobs"
+# PCONV_TARGETS (space-separated) builds only those targets, e.g. the commands without the tests.
+targets=()
+for t in ${PCONV_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$jobs" "${targets[@]}"

@@ -76,7 +76,8 @@ i0, t0 = busy(); time.sleep(2); i1, t1 = busy()
 print(f"{1 - (i1 - i0) / max(1, t1 - t0):.3f}")
 PY
 # Latency at batch 1 wants the OpenMP default (spin at barriers): an inherited
-# OMP_WAIT_POLICY=passive, useful for training on a shared machine, made 2 threads 3x slower.
+# OMP_WAIT_POLICY=passive, useful for training on a shared machine, made the quick model 5x slower
+# at 2 threads (5.6 ms instead of 1.1).
 env -u OMP_WAIT_POLICY "$bin/pconv-bench" "$model" --threads 1,2 --repeat "$repeat" --json "$run/bench.json" --md "$run/bench.md" \
   --work "$run/bench-work" > "$run/bench.log" 2>&1 || echo "benchmark failed (see $run/bench.log)"
 python3 scripts/report.py "$run" > /dev/null 2>&1 || echo "(report charts need python3-matplotlib)"

@@ -84,7 +84,7 @@ def write_outputs(a, rows, dense_top1, pending):
             fmt = lambda v, p="{:.4f}": p.format(v) if v is not None else "-"
             f.write(f"| {r['patterns']} | {fmt(r['test_top1'])} | {fmt(r['top1_change'], '{:+.4f}')} | "
                     f"{fmt(r['after_hard_prune_top1'])} | {fmt(r['conv_weight_compression'], '{:.2f}x')} | "
-                    f"{fmt(r['mac_reduction'], '{:.2f}x')} | {r.get('inspect_violations', '-')} | "
+                    f"{fmt(r['mac_reduction'], '{:.2f}x')} | {fmt(r.get('inspect_violations'), '{}')} | "
                     f"{r['commit']} |\n")
     try:
         import matplotlib

@@ -47,6 +47,8 @@ def main():
                     "pruning run started from another run's model")
     ap.add_argument("--note", help="free text kept with the record (e.g. how the tree differed)")
     a = ap.parse_args()
+    if a.dense_run and not a.dense_stage:
+        sys.exit("record_result: --dense-run needs --dense-stage")
     cfg = json.load(open(os.path.join(a.run, "config.json")))
     summary_path = os.path.join(a.run, "summary.json")
     summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
@@ -81,8 +83,6 @@ def main():
     if a.note:
         out["note"] = a.note
     # The final model's pruning figures, when the stage is pruned.
-    if a.dense_run and not a.dense_stage:
-        sys.exit("record_result: --dense-run needs --dense-stage")
     if a.dense_stage:
         dense_run = a.dense_run or a.run
         dense = [r for r in metrics(dense_run, a.dense_stage) if "test_top1" in r]

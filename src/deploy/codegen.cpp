@@ -366,13 +366,6 @@ std::string array_lit(const std::vector<T>& v) {
   return os.str();
 }
 
-// The filter-block form of the row kernel. Per band of rows, a job is (block of F filters, R-row
-// group); per tile of the group the block's tiles start at the bias in an L1 buffer, then per mask
-// one branch-free loop walks the block's records sorted by input channel: each record loads its
-// filter's tile, runs the pattern's taps over the channel's rows (row streaming, as in
-// emit_tile_body) and stores the tile back. Consecutive records mostly share a channel, so its
-// rows come from L1; the accumulator loads and stores hit L1 too and cost far less than the L2
-// misses of fetching the channel again for each filter (PERF-NOTES: the main loss).
 // What analysis.json's "generated" layers list says of a row-streamed pattern conv.
 nlohmann::json sparse_record(size_t op, const std::string& name, const std::string& fn, int masks,
                              int rows, int vecs, int band, int vec) {
@@ -381,6 +374,13 @@ nlohmann::json sparse_record(size_t op, const std::string& name, const std::stri
           {"tile_vecs", vecs}, {"band_rows", band}, {"vec", vec}};
 }
 
+// The filter-block form of the row kernel. Per band of rows, a job is (block of F filters, R-row
+// group); per tile of the group the block's tiles start at the bias in an L1 buffer, then per mask
+// one branch-free loop walks the block's records sorted by input channel: each record loads its
+// filter's tile, runs the pattern's taps over the channel's rows (row streaming, as in
+// emit_tile_body) and stores the tile back. Consecutive records mostly share a channel, so its
+// rows come from L1; the accumulator loads and stores hit L1 too and cost far less than the L2
+// misses of fetching the channel again for each filter (PERF-NOTES: the main loss).
 void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                          size_t i, GenResult& res) {
   const Op& op = dm.ops[i];

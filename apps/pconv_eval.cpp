@@ -24,6 +24,11 @@ const char kUsage[] =
     "  --threads N            compute threads (default: every core)\n"
     "  --deployed DIR         also run the code pconv-deploy generated in DIR over the same\n"
     "                         images and report its accuracy and its agreement with the .h5\n"
+    "  --export-inputs FILE   write the images, in order, as the float32 tensors the generated\n"
+    "                         runner reads (runner weights.bin --batch --input FILE --output L)\n"
+    "                         and stop: for a device this machine cannot run (phone, GPU)\n"
+    "  --deployed-logits L    score the logits that runner wrote there against the .h5 on the\n"
+    "                         same images (same --data/--split/--limit as the export)\n"
     "  --json FILE            also write the result as JSON\n";
 }  // namespace
 
@@ -31,7 +36,7 @@ int main(int argc, char** argv) {
   using namespace pconv;
   set_command_line(command_line(argc, argv));
   try {
-    std::string model, json_out, split = "test", deployed;
+    std::string model, json_out, split = "test", deployed, export_inputs, deployed_logits;
     nlohmann::json dj = nlohmann::json::object();
     int batch = 256;
     cli::Args args(argc, argv, kUsage);
@@ -53,6 +58,10 @@ int main(int argc, char** argv) {
         omp_set_num_threads(args.int_value(1));
       } else if (args.is("--deployed")) {
         deployed = args.value();
+      } else if (args.is("--export-inputs")) {
+        export_inputs = args.value();
+      } else if (args.is("--deployed-logits")) {
+        deployed_logits = args.value();
       } else if (args.is("--json")) {
         json_out = args.value();
       } else if (args.is_option()) {
@@ -63,6 +72,9 @@ int main(int argc, char** argv) {
       }
     }
     if (model.empty()) args.missing("the model file");
+    PCONV_CHECK(
+        int(!deployed.empty()) + int(!export_inputs.empty()) + int(!deployed_logits.empty()) <= 1,
+        "--deployed, --export-inputs and --deployed-logits exclude each other");
     ModelFile m = load_model(model);
     if (!dj.contains("image_size")) dj["image_size"] = m.graph.input_shape()[1];
     JsonReader r(dj, "--data", "command line");
@@ -82,7 +94,15 @@ int main(int argc, char** argv) {
                      {"commit", git_commit()},
                      {"command", recorded_command_line()},
                      {"threads", omp_get_max_threads()}};
-    if (deployed.empty()) {
+    if (!export_inputs.empty()) {
+      const int64_t n = deploy::export_eval_inputs(loader, export_inputs);
+      std::printf("%s: %lld images of %s (%lld floats each)\n", export_inputs.c_str(),
+                  static_cast<long long>(n), ds->describe().c_str(),
+                  static_cast<long long>(m.graph.input_shape()[0] * m.graph.input_shape()[1] *
+                                         m.graph.input_shape()[2]));
+      return 0;
+    }
+    if (deployed.empty() && deployed_logits.empty()) {
       EvalResult e = evaluate(net, loader, "eval");
       std::printf("%s on %s (%lld images): top1 %.4f  top5 %.4f  loss %.4f  (%.1fs, %.0f img/s)\n",
                   model.c_str(), ds->describe().c_str(), static_cast<long long>(e.images), e.top1,
@@ -93,15 +113,18 @@ int main(int argc, char** argv) {
                 {"loss", e.loss},
                 {"seconds", e.seconds}});
     } else {
-      deploy::DeployedEval d = deploy::evaluate_deployed(net, loader, deployed);
+      deploy::DeployedEval d = deployed.empty()
+                                   ? deploy::compare_deployed_logits(net, loader, deployed_logits)
+                                   : deploy::evaluate_deployed(net, loader, deployed);
       std::printf(
           "%s (%lld images): .h5 top1 %.4f, deployed code top1 %.4f, same top-1 on %.4f of "
-          "images\n",
+          "images, largest logit difference %.3g\n",
           model.c_str(), static_cast<long long>(d.images), d.model_top1, d.deployed_top1,
-          d.agreement);
+          d.agreement, d.max_logit_diff);
       j.update({{"images", d.images},
                 {"test_top1", d.model_top1},
-                {"deployed", deployed},
+                {deployed.empty() ? "deployed_logits" : "deployed",
+                 deployed.empty() ? deployed_logits : deployed},
                 {"deployed_top1", d.deployed_top1},
                 {"top1_agreement", d.agreement},
                 {"max_logit_diff", d.max_logit_diff}});

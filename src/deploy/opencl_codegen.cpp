@@ -36,18 +36,10 @@ int64_t round_up(int64_t x, int64_t m) {
   return (x + m - 1) / m * m;
 }
 
-template <typename T>
-std::string array_lit(const std::vector<T>& v) {
-  std::ostringstream os;
-  if (v.empty()) return "0";
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? (i % 16 ? ", " : ",\n    ") : "") << v[i];
-  return os.str();
-}
-
 ClArg I(int64_t v) {
   return {ClArg::Int, v};
 }
-const ClArg kArena{ClArg::Arena, 0}, kWeights{ClArg::Weights, 0};
+const ClArg kArena{ClArg::Arena, 0}, kWeights{ClArg::Weights, 0}, kTables{ClArg::Tables, 0};
 
 struct View {
   int64_t o = 0, ps = 1, rs = 1;  // element (0, 0, 0), plane and row strides
@@ -98,6 +90,7 @@ class Emitter {
           ew("pc_get", "output", hp.output_floats,
              {kArena, {ClArg::Output, 0}, I(vo.o), I(vo.ps), I(vo.rs), I(vo.c), I(vo.h), I(vo.w)}));
     }
+    hp.tables = tables_;
     return hp;
   }
 
@@ -107,6 +100,7 @@ class Emitter {
   const Plan& P_;
   GenResult& res_;
   std::vector<std::vector<size_t>> users_;
+  std::vector<int32_t> tables_;  // ClHostPlan::tables
 
   int src_of(int x) const {
     while (dm_.ops[static_cast<size_t>(x)].type == OpType::Flatten)
@@ -284,18 +278,23 @@ class Emitter {
     cl << "// " << op.source << ": sparse " << op.k << "x" << op.k << " s" << S << ", " << op.in_c
        << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", "
        << M << " masks; work-item: " << R << " rows x " << T << " columns of one filter\n";
-    cl << "__constant int " << fn << "_off[" << std::max<size_t>(1, offs.size()) << "] = {\n    "
-       << array_lit(offs) << "};\n";
-    cl << "__constant int " << fn << "_cnt[" << std::max<size_t>(1, op.plan.counts.size())
-       << "] = {\n    " << array_lit(op.plan.counts) << "};\n";
+    const size_t off_at = tables_.size();
+    for (int64_t o : offs) {
+      PCONV_CHECK(o < INT_MAX, "model \"", dm_.model_name, "\": target opencl: ", op.source,
+                  ": packed weights exceed 2^31 words (int indexing)");
+      tables_.push_back(static_cast<int32_t>(o));
+    }
+    const size_t cnt_at = tables_.size();
+    for (auto c : op.plan.counts) tables_.push_back(static_cast<int32_t>(c));
     cl << "__kernel void " << fn
-       << "(__global float* restrict A, __global const uint* restrict W) {\n";
+       << "(__global float* restrict A, __global const uint* restrict W,\n"
+       << "    __global const int* restrict Tb) {\n";
     cl << "  const int t = get_global_id(0), p = get_global_id(1);\n";
     cl << "  if (t >= " << NT << " || p >= " << op.c << ") return;\n";
     cl << "  const int y0 = (t / " << TX << ") * " << R << ", x0 = (t % " << TX << ") * " << T
        << ";\n";
-    cl << "  __global const uint* rec = W + " << P_.woff[i] << " + " << fn << "_off[p];\n";
-    cl << "  __constant int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+    cl << "  __global const uint* rec = W + " << P_.woff[i] << " + Tb[" << off_at << " + p];\n";
+    cl << "  __global const int* cnt = Tb + " << cnt_at << " + p * " << M << ";\n";
     cl << "  const float bias = " << spell(t_.bits2f, {cat("W[", P_.boff[i], " + p]")}) << ";\n";
     cl << "  __global const float* in = A + " << vi.o << " + " << S << " * (y0 * " << vi.rs
        << " + x0);\n";
@@ -334,7 +333,7 @@ class Emitter {
     l.local[1] = std::max<int64_t>(1, std::min<int64_t>(op.c, kWorkGroup / l.local[0]));
     l.global[0] = round_up(NT, l.local[0]);
     l.global[1] = round_up(op.c, l.local[1]);
-    l.args = {kArena, kWeights};
+    l.args = {kArena, kWeights, kTables};
     res_.layers.push_back({{"op", i},
                            {"name", op.name},
                            {"function", fn},

@@ -12,7 +12,7 @@ namespace pconv::deploy {
 
 // One kernel argument of a launch: an int, or one of the runtime's buffers.
 struct ClArg {
-  enum Kind { Int, Arena, Weights, Input, Output };
+  enum Kind { Int, Arena, Weights, Input, Output, Tables };
   Kind kind = Int;
   int64_t value = 0;
 };
@@ -35,6 +35,10 @@ struct ClHostPlan {
   int64_t output_arena_offset = -1;  // >= 0: logits read from the arena there; else from Output
   int64_t arena_floats = 0;
   uint64_t weight_words = 0, weight_sum = 0;
+  // The pattern convs' per-filter record offsets and per-mask kernel counts, one global int
+  // buffer: as program-scope __constant arrays they overflow NVIDIA's 64 KiB of constant data
+  // for VGG-16 (ptxas: "too much global constant data").
+  std::vector<int32_t> tables;
   // Layers in execution order (the per-layer timing API): graph names and IR op indices.
   std::vector<std::string> layer_names;
   std::vector<int> layer_ops;

@@ -3,6 +3,7 @@
 // program, creates the buffers (arena, weights, input, output) and one kernel object per launch
 // with its arguments set; pconv_run writes the input, enqueues the launches in order on an
 // in-order queue and reads back only the logits.
+#include <algorithm>
 #include <sstream>
 
 #include "core/error.h"
@@ -45,6 +46,8 @@ const char* arg_kind(ClArg::Kind k) {
       return "PC_WEIGHTS";
     case ClArg::Input:
       return "PC_INPUT";
+    case ClArg::Tables:
+      return "PC_TABLES";
     case ClArg::Output:
       return "PC_OUTPUT";
     default:
@@ -94,7 +97,13 @@ static const char* PC_CL_SOURCE[] = {
   os << "static const int PC_OUTPUT_FLOATS = " << hp.output_floats << ";\n";
   os << "static const long PC_OUTPUT_ARENA_OFFSET = " << hp.output_arena_offset
      << ";  // < 0: read the output buffer\n\n";
-  os << R"PC(enum pc_arg_kind { PC_INT, PC_ARENA, PC_WEIGHTS, PC_INPUT, PC_OUTPUT };
+  // A global buffer, not __constant arrays in the program: see ClHostPlan::tables.
+  os << "// Pattern convs' per-filter record offsets and per-mask kernel counts (kernel arg Tb).\n"
+     << "static const int PC_TABLE_DATA[" << std::max<size_t>(1, hp.tables.size()) << "] = {";
+  for (size_t k = 0; k < hp.tables.size(); ++k)
+    os << (k % 16 ? " " : "\n    ") << hp.tables[k] << (k + 1 < hp.tables.size() ? "," : "");
+  os << (hp.tables.empty() ? "0};\n\n" : "};\n\n");
+  os << R"PC(enum pc_arg_kind { PC_INT, PC_ARENA, PC_WEIGHTS, PC_INPUT, PC_OUTPUT, PC_TABLES };
 struct pc_arg {
   pc_arg_kind kind;
   int value;
@@ -133,7 +142,7 @@ struct pconv_model {
   cl_context context = nullptr;
   cl_command_queue queue = nullptr;
   cl_program program = nullptr;
-  cl_mem arena = nullptr, weights = nullptr, input = nullptr, output = nullptr;
+  cl_mem arena = nullptr, weights = nullptr, input = nullptr, output = nullptr, tables = nullptr;
   std::vector<cl_kernel> kernels;
 #ifdef PC_LAYER_TIMES
   std::vector<cl_event> events;
@@ -277,6 +286,7 @@ void pconv_destroy(pconv_model* m) {
 #endif
   for (cl_kernel k : m->kernels)
     if (k) clReleaseKernel(k);
+  if (m->tables) clReleaseMemObject(m->tables);
   if (m->output) clReleaseMemObject(m->output);
   if (m->input) clReleaseMemObject(m->input);
   if (m->weights) clReleaseMemObject(m->weights);
@@ -328,6 +338,9 @@ pconv_model* pconv_create(const char* weights_path) {
   m->output = clCreateBuffer(m->context, CL_MEM_WRITE_ONLY, (size_t)PC_OUTPUT_FLOATS * 4, nullptr,
                              &e);
   if (!pc_ok(e, "clCreateBuffer (output)", nullptr)) return pc_fail(m);
+  m->tables = clCreateBuffer(m->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                             sizeof(PC_TABLE_DATA), (void*)PC_TABLE_DATA, &e);
+  if (!pc_ok(e, "clCreateBuffer (tables)", nullptr)) return pc_fail(m);
   const float zero = 0.0f;
   if (!pc_ok(clEnqueueFillBuffer(m->queue, m->arena, &zero, sizeof zero, 0,
                                  (size_t)PC_ARENA_FLOATS * 4, 0, nullptr, nullptr),
@@ -356,6 +369,7 @@ pconv_model* pconv_create(const char* weights_path) {
       const pc_arg& g = l.args[a];
       cl_mem b = g.kind == PC_ARENA     ? m->arena
                  : g.kind == PC_WEIGHTS ? m->weights
+                 : g.kind == PC_TABLES  ? m->tables
                  : g.kind == PC_INPUT   ? m->input
                                         : m->output;
       e = g.kind == PC_INT ? clSetKernelArg(k, (cl_uint)a, sizeof(cl_int), &g.value)

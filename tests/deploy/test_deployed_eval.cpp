@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "data/memory_dataset.h"
@@ -71,6 +72,25 @@ TEST(DeployedEval, GeneratedCodeAgreesWithTheModelOnEveryImage) {
   DeployedEval bad;
   err = error_of([&] { bad = evaluate_deployed(other_net, loader, dir.string()); });
   EXPECT_TRUE(!err.empty() || bad.agreement < 1.0 || bad.max_logit_diff > 1e-3);
+
+  // The same check for a device this machine cannot run: inputs exported, the runner run by hand
+  // (as on a phone or GPU machine), its logits scored. A file of the wrong length is refused.
+  const std::string xs = (dir / "xs.f32").string(), ys = (dir / "ys.f32").string();
+  EXPECT_EQ(export_eval_inputs(loader, xs), 37);
+  EXPECT_EQ(fs::file_size(xs), 37u * 3 * 32 * 32 * sizeof(float));
+  ASSERT_EQ(std::system(("'" + (dir / "build" / "runner").string() + "' '" +
+                         (dir / "weights.bin").string() + "' --batch --input '" + xs +
+                         "' --output '" + ys + "' > /dev/null")
+                            .c_str()),
+            0);
+  DeployedEval remote = compare_deployed_logits(net, loader, ys);
+  EXPECT_EQ(remote.images, 37);
+  EXPECT_EQ(remote.agreement, 1.0);
+  EXPECT_EQ(remote.deployed_top1, e.deployed_top1);
+  EXPECT_EQ(remote.max_logit_diff, e.max_logit_diff);
+  fs::resize_file(ys, fs::file_size(ys) - sizeof(float));
+  EXPECT_NE(error_of([&] { compare_deployed_logits(net, loader, ys); }).find("expected 370 logits"),
+            std::string::npos);
   EXPECT_NE(error_of([&] {
               evaluate_deployed(net, loader, "/nonexistent");
             }).find("not a folder written by pconv-deploy"),

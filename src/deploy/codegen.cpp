@@ -109,9 +109,10 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   // The small-map kernel gathers (channel, mask) -> (pixel, tap) vectors here.
   for (size_t i = 0; i < n; ++i)
     if (use_small_map(dm.ops[i], t))
-      scratch = std::max<int64_t>(scratch, static_cast<int64_t>(dm.ops[i].in_c) *
-                                               static_cast<int64_t>(dm.ops[i].plan.masks.size()) *
-                                               small_map_lanes(dm.ops[i], t));
+      scratch = std::max<int64_t>(scratch, (static_cast<int64_t>(dm.ops[i].in_c) *
+                                                static_cast<int64_t>(dm.ops[i].plan.masks.size()) +
+                                            1) *
+                                               small_map_lanes(dm.ops[i], t));  // + zero vector
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
   // Weight sections, each 64-byte aligned.
@@ -126,6 +127,11 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     if (op.type == OpType::Conv) {
       if (conv_kind(op) == ConvKind::Generic) {
         const std::vector<float> w = generic_conv_weight(dm, op);
+        P.woff[i] = put(w.data(), w.size());
+      } else if (use_small_map(op, t)) {
+        std::vector<int64_t> offsets;
+        std::vector<int> counts;
+        const std::vector<uint32_t> w = small_map_records(op, t, &offsets, &counts);
         P.woff[i] = put(w.data(), w.size());
       } else if (use_blocks(op, t)) {
         std::vector<int> counts;
@@ -166,6 +172,36 @@ bool use_small_map(const Op& op, const Target& t) {
 
 int small_map_lanes(const Op& op, const Target& t) {
   return static_cast<int>(round_up(static_cast<int64_t>(op.h) * op.w * 4, t.vec));
+}
+
+int small_map_unroll(const Op& op, const Target& t) {
+  return std::max(1, std::min(4, t.acc_budget / (small_map_lanes(op, t) / t.vec)));
+}
+
+std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
+                                        std::vector<int64_t>* offsets, std::vector<int>* counts) {
+  const int M = static_cast<int>(op.plan.masks.size()), L = small_map_lanes(op, t);
+  const int U = small_map_unroll(op, t);
+  const uint32_t zero_vector = static_cast<uint32_t>(int64_t{op.in_c} * M * L);
+  std::vector<uint32_t> words;
+  offsets->clear();
+  counts->clear();
+  for (int p = 0; p < op.c; ++p) {
+    offsets->push_back(static_cast<int64_t>(words.size()));
+    const uint32_t* r = op.plan.words.data() + op.plan.filter_offset[static_cast<size_t>(p)];
+    int n = 0;
+    for (int m = 0; m < M; ++m)
+      for (int k = op.plan.counts[static_cast<size_t>(p) * M + m]; k > 0; --k, r += 5, ++n) {
+        words.push_back(static_cast<uint32_t>((int64_t{r[0]} * M + m) * L));
+        words.insert(words.end(), r + 1, r + 5);
+      }
+    for (; n % U; ++n) {
+      words.push_back(zero_vector);
+      words.insert(words.end(), 4, 0u);  // +0.0f
+    }
+    counts->push_back(n);
+  }
+  return words;
 }
 
 SparseSchedule sparse_schedule(const Op& op, const Target& t) {
@@ -607,8 +643,10 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
 // (pixel, tap) pairs instead. Each input channel is first gathered once per mask into a vector of
 // P*4 lanes (pixel-major, the mask's 4 taps innermost; zero padding comes from the borders); a kept
 // kernel is then nv aligned loads, one 128-bit broadcast of its 4 weights (which repeat every 4
-// lanes) and nv FMAs, with U interleaved accumulator sets hiding the FMA latency. Per filter the
-// lanes of each pixel are summed at the end.
+// lanes) and nv FMAs, with U interleaved accumulator sets hiding the FMA latency. A filter's
+// kernels of all masks form one list (small_map_records: the mask is in the gathered offset), so
+// its loop has one exit; per-mask loops of ~15 kernels mispredicted twice per mask. Per filter
+// the lanes of each pixel are summed at the end.
 void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                     size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
@@ -616,19 +654,25 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
   const Geom& go = P.geom[i];
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
   const int L = small_map_lanes(op, t), nv = L / V, npx = op.h * op.w;
-  const int U = std::max(1, std::min(4, t.acc_budget / nv));
+  const int U = small_map_unroll(op, t);
   const std::string fn = cat("L", i);
-  std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
+  std::vector<int64_t> offs;
+  std::vector<int> counts;
+  small_map_records(op, t, &offs, &counts);
   os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
      << "};\n";
-  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
-     << array_lit(op.plan.counts) << "};\n";
+  os << "static const int " << fn << "_cnt[" << op.c << "] = {\n    " << array_lit(counts)
+     << "};\n";
   os << "// " << op.source << ": sparse 3x3 s1 small map (pixel x tap lanes), " << op.in_c << "x"
      << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
-     << " masks, " << nv << " vectors per kernel, " << U << " accumulator sets\n";
+     << " masks in one record list per filter, " << nv << " vectors per kernel, " << U
+     << " accumulator sets\n";
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT pk) {\n";
+  // The padding records' zero vector, after the gathered ones.
+  os << "  for (int l = 0; l < " << L << "; ++l) pk[" << int64_t{op.in_c} * M * L
+     << " + l] = 0.0f;\n";
   os << "  PC_OMP_PARALLEL\n  {\n";
   os << "    PC_OMP_FOR_IN\n    for (int c = 0; c < " << op.in_c << "; ++c) {\n";
   os << "      const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
@@ -646,38 +690,27 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
       os << "      for (int l = " << npx * 4 << "; l < " << L << "; ++l) g[" << m * L
          << " + l] = 0.0f;\n";
   }
+  res.pattern_kernels += M;
   os << "    }\n";
   os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int p = 0; p < " << op.c << "; ++p) {\n";
   os << "      const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
-  os << "      const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
   const std::string in3 = "      ";
   for (int u = 0; u < U; ++u)
     for (int v = 0; v < nv; ++v)
       os << in3 << t.vtype << " a" << u << "_" << v << " = " << t.zero << ";\n";
-  for (int m = 0; m < M; ++m) {
-    ++res.pattern_kernels;
-    os << in3 << "{\n" << in3 << "  int n = cnt[" << m << "];\n";
-    auto kernel = [&](const std::string& ind, int u) {
-      os << ind << "{\n";
-      os << ind << "  const float* g = pk + (long)r[" << u * 5 << "] * " << M * L << " + " << m * L
-         << ";\n";
-      os << ind << "  const " << t.vtype << " w = " << spell(t.bcast4, {cat("r + ", u * 5 + 1)})
-         << ";\n";
-      for (int v = 0; v < nv; ++v)
-        os << ind << "  a" << u << "_" << v << " = "
-           << spell(t.fma, {spell(t.load, {cat("g + ", v * V)}), "w", cat("a", u, "_", v)})
-           << ";\n";
-      os << ind << "}\n";
-    };
-    if (U > 1) {
-      os << in3 << "  for (; n >= " << U << "; n -= " << U << ", r += " << U * 5 << ") {\n";
-      for (int u = 0; u < U; ++u) kernel(in3 + "    ", u);
-      os << in3 << "  }\n";
-    }
-    os << in3 << "  for (; n > 0; --n, r += 5)\n";
-    kernel(in3 + "    ", 0);
-    os << in3 << "}\n";
+  os << in3 << "for (int n = " << fn << "_cnt[p]; n > 0; n -= " << U << ", r += " << U * 5
+     << ") {\n";
+  for (int u = 0; u < U; ++u) {
+    os << in3 << "  {\n";
+    os << in3 << "    const float* g = pk + r[" << u * 5 << "];\n";
+    os << in3 << "    const " << t.vtype << " w = " << spell(t.bcast4, {cat("r + ", u * 5 + 1)})
+       << ";\n";
+    for (int v = 0; v < nv; ++v)
+      os << in3 << "    a" << u << "_" << v << " = "
+         << spell(t.fma, {spell(t.load, {cat("g + ", v * V)}), "w", cat("a", u, "_", v)}) << ";\n";
+    os << in3 << "  }\n";
   }
+  os << in3 << "}\n";
   os << in3 << "alignas(64) float lanes[" << L << "];\n";
   for (int v = 0; v < nv; ++v) {
     std::string sum = cat("a0_", v);

@@ -28,6 +28,14 @@ Plan make_plan(const DeployModel& dm, const Target& t);
 // Whether a conv uses the small-map (pixel x tap lanes) kernel on target t, and its lane count.
 bool use_small_map(const Op& op, const Target& t);
 int small_map_lanes(const Op& op, const Target& t);
+// The small-map kernel's unroll: kernels in flight per filter (one accumulator set each).
+int small_map_unroll(const Op& op, const Target& t);
+// Its records: per filter, the kernels of every mask in one list of (offset of the gathered
+// (channel, mask) vector, 4 weights), padded with zero-weight records that read a zero vector
+// to a multiple of the unroll, so a filter's loop has one exit instead of two per mask.
+// `offsets` and `counts` get each filter's first word and record count.
+std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
+                                        std::vector<int64_t>* offsets, std::vector<int>* counts);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
 
 // Tiling of a stride-1 pattern conv (the row kernel) on target t; make_plan and the emitter agree

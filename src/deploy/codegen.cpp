@@ -395,6 +395,28 @@ std::string geom_lit(const Geom& g) {
              g.flat ? 1 : 0, "}");
 }
 
+// pc_zero_border_k: the border of a mapped tensor zeroed with its geometry as constants.
+std::string zero_border_call(const Geom& g, const std::string& buf) {
+  PCONV_CHECK(g.org / g.rs == 1 && g.org % g.rs + g.w <= g.rs && g.ps >= (g.h + 2) * g.rs,
+              "internal: a mapped tensor's border does not fit its plane");
+  return cat("pc_zero_border_k<", g.c, ", ", g.h, ", ", g.w, ", ", g.rs, ", ", g.ps, ", ", g.org,
+             ">(", buf, ")");
+}
+
+// Pooling: windows that all lie inside the map (no padding) take pc_pool_k, geometry constant.
+std::string pool_call(const Op& op, const Geom& gi, const Geom& go, const std::string& in,
+                      const std::string& out) {
+  const int K = op.pool_k, S = op.pool_stride, max = op.type == OpType::MaxPool ? 1 : 0;
+  const bool inside = op.pool_pad == 0 && (go.h - 1) * S + K <= gi.h &&
+                      (go.w - 1) * S + K <= gi.w && !gi.flat && !go.flat;
+  if (!inside)
+    return cat("pc_pool(", in, ", ", geom_lit(gi), ", ", out, ", ", geom_lit(go), ", ", K, ", ", S,
+               ", ", op.pool_pad, ", ", max, ")");
+  return cat("pc_pool_k<", K, ", ", S, ", ", max, ", ", go.c, ", ", gi.rs, ", ", gi.ps, ", ",
+             gi.org, ", ", go.h, ", ", go.w, ", ", go.rs, ", ", go.ps, ", ", go.org, ">(", in, ", ",
+             out, ")");
+}
+
 template <typename T>
 std::string array_lit(const std::vector<T>& v) {
   std::ostringstream os;
@@ -844,9 +866,8 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         break;
       case OpType::MaxPool:
       case OpType::AvgPool:
-        call = cat("pc_pool(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout, ", ", op.pool_k,
-                   ", ", op.pool_stride, ", ", op.pool_pad, ", ",
-                   op.type == OpType::MaxPool ? 1 : 0, ")");
+        call = pool_call(op, P.geom[static_cast<size_t>(op.inputs[0])], P.geom[i],
+                         buf(op.inputs[0]), out);
         break;
       case OpType::GlobalAvgPool:
         call = cat("pc_gap(", buf(op.inputs[0]), ", ", gin, ", ", out, ")");
@@ -877,7 +898,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     layer_ops.push_back(static_cast<int>(i));
     calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
-    if (!P.geom[i].flat) calls.push_back(cat("  pc_zero_border(", out, ", ", gout, ");"));
+    if (!P.geom[i].flat) calls.push_back(cat("  ", zero_border_call(P.geom[i], out), ";"));
     calls.push_back(cat("  PC_LAYER_END(", k, ");"));
   }
   const Geom& gin = P.geom[0];
@@ -930,7 +951,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << "#ifdef PC_LAYER_TIMES\n  double pc_t0 = 0;\n#endif\n";
   const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
   os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
-  os << "  pc_zero_border(" << in_buf << ", " << geom_lit(gin) << ");\n";
+  if (!gin.flat) os << "  " << zero_border_call(gin, in_buf) << ";\n";
   for (const std::string& c : calls) os << c << "\n";
   os << "  pc_get(A + " << P.slot_off[static_cast<size_t>(P.slot[static_cast<size_t>(dm.output)])]
      << ", " << geom_lit(gout) << ", output);\n";

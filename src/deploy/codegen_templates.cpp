@@ -45,6 +45,7 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
   return header_comment("pconv_ops.h: portable ops for non-pattern layers and buffers.",
                         "codegen_templates.cpp", t, dm) +
          R"PC(#pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -182,6 +183,21 @@ static inline void pc_zero_border(float* b, pc_geom g) {
   }
 }
 
+// The same with the geometry as template arguments, which the generated calls pass as constants:
+// the runs between rows have constant lengths (inlined stores, not memset calls). At maps of 2x2
+// to 8x8 the runtime-geometry version cost more than the pattern convs. Same floats zeroed.
+template <int C, int H, int W, long RS, long PS, long ORG>
+static inline void pc_zero_border_k(float* b) {
+  PC_OMP_FOR
+  for (int c = 0; c < C; ++c) {
+    float* p = b + (long)c * PS;
+    // Everything before the first interior row's data, the gaps between rows, the rest.
+    std::fill_n(p, ORG, 0.0f);
+    for (int y = 0; y + 1 < H; ++y) std::fill_n(p + ORG + (long)y * RS + W, RS - W, 0.0f);
+    std::fill_n(p + ORG + (long)(H - 1) * RS + W, (H + 2) * RS - (ORG + (H - 1) * RS + W), 0.0f);
+  }
+}
+
 // Dense conv with bounds checks (first layers with large kernels, odd strides, groups).
 static inline void pc_conv_generic(const float* in, pc_geom gi, float* out, pc_geom go,
                                    const float* w, const float* b, int K, int S, int P, int G,
@@ -228,6 +244,30 @@ static inline void pc_pool(const float* in, pc_geom gi, float* out, pc_geom go, 
           }
         *pc_at(out, go, c, oy, ox) = max ? m : s / (float)(n > 0 ? n : 1);
       }
+}
+
+// Pooling whose windows all lie inside the map (no padding, the usual 2x2 stride 2), geometry as
+// template arguments: no bounds checks, constant strides. The same floats, in the same order, as
+// pc_pool.
+template <int K, int S, int MAX, int C, long RSI, long PSI, long ORGI, int HO, int WO, long RSO,
+          long PSO, long ORGO>
+static inline void pc_pool_k(const float* in, float* out) {
+  PC_OMP_FOR
+  for (int c = 0; c < C; ++c)
+    for (int oy = 0; oy < HO; ++oy) {
+      const float* r = in + (long)c * PSI + ORGI + (long)oy * S * RSI;
+      float* o = out + (long)c * PSO + ORGO + (long)oy * RSO;
+      for (int ox = 0; ox < WO; ++ox) {
+        float m = -INFINITY, s = 0.0f;
+        for (int q = 0; q < K; ++q)
+          for (int x = 0; x < K; ++x) {
+            const float v = r[(long)q * RSI + ox * S + x];
+            m = v > m ? v : m;
+            s += v;
+          }
+        o[ox] = MAX ? m : s / (float)(K * K);
+      }
+    }
 }
 
 static inline void pc_gap(const float* in, pc_geom gi, float* out) {

@@ -61,6 +61,48 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       g.org = g.rs + V;
     }
   }
+  // Maps that only scalar code touches (the small-map kernel's gathers and stores, pooling, the
+  // classifier's reads) need no vector-aligned rows: a one-float margin instead of a vector keeps
+  // the border every run re-zeroes small (a 4x4 map: 20 floats a channel instead of 272).
+  {
+    auto scalar_user = [&](size_t j, auto&& self) -> bool {
+      const Op& r = dm.ops[j];
+      switch (r.type) {
+        case OpType::MaxPool:
+        case OpType::AvgPool:
+        case OpType::GlobalAvgPool:
+        case OpType::Linear:
+          return true;
+        case OpType::Conv:
+          return use_small_map(r, t);
+        case OpType::Flatten:
+          for (size_t k = j + 1; k < n; ++k)
+            for (int x : dm.ops[k].inputs)
+              if (static_cast<size_t>(x) == j && !self(k, self)) return false;
+          return static_cast<size_t>(dm.output) != j;
+        default:
+          return false;
+      }
+    };
+    for (size_t i = 1; i < n; ++i) {
+      const Op& op = dm.ops[i];
+      Geom& g = P.geom[i];
+      const bool scalar_producer = op.type == OpType::MaxPool || op.type == OpType::AvgPool ||
+                                   (op.type == OpType::Conv && use_small_map(op, t));
+      if (g.flat || !scalar_producer || static_cast<size_t>(dm.output) == i) continue;
+      bool scalar = true;
+      for (size_t k = i + 1; k < n && scalar; ++k)
+        for (int x : dm.ops[k].inputs)
+          if (static_cast<size_t>(x) == i && !scalar_user(k, scalar_user)) scalar = false;
+      if (!scalar) continue;
+      g.rs = op.w + 2;
+      g.ps = (op.h + 2) * g.rs;
+      g.org = g.rs + 1;
+    }
+    for (size_t i = 0; i < n; ++i)  // a flatten shares its source's layout
+      if (dm.ops[i].type == OpType::Flatten)
+        P.geom[i] = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
+  }
   // Liveness: a value dies after its last reader (a flatten forwards its readers to its source).
   std::vector<int> last(n, -1);
   auto src_of = [&](int x) {

@@ -212,6 +212,13 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512) {
   std::stringstream ss;
   ss << f.rdbuf();
   EXPECT_NE(ss.str().find("_mm512_maskz_broadcast_f32x4"), std::string::npos);
+  // Maps only scalar code touches (pool -> small map -> pool -> small map -> classifier) keep a
+  // one-float margin, not a vector: c6's 3x3 output rows are 5 floats, c7's 2x2 rows 4.
+  EXPECT_NE(ss.str().find("pc_zero_border_k<33, 3, 3, 5, 25, 6>"), std::string::npos);
+  EXPECT_NE(ss.str().find("pc_zero_border_k<18, 2, 2, 4, 16, 5>"), std::string::npos);
+  // c5's 7x6 output comes from the row kernel's vector stores: it keeps the vector margin (16
+  // floats a side on avx512).
+  EXPECT_NE(ss.str().find("pc_zero_border_k<21, 7, 6, 48, 432, 64>"), std::string::npos);
 }
 
 TEST(DeployCodegen, NeonAssemblyHoldsFmla) {

@@ -459,13 +459,6 @@ std::string pool_call(const Op& op, const Geom& gi, const Geom& go, const std::s
              out, ")");
 }
 
-template <typename T>
-std::string array_lit(const std::vector<T>& v) {
-  std::ostringstream os;
-  for (size_t i = 0; i < v.size(); ++i) os << (i ? (i % 16 ? ", " : ",\n    ") : "") << v[i];
-  return os.str();
-}
-
 // What analysis.json's "generated" layers list says of a row-streamed pattern conv.
 nlohmann::json sparse_record(size_t op, const std::string& name, const std::string& fn, int masks,
                              int rows, int vecs, int band, int vec) {

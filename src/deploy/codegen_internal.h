@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,14 @@ int small_map_unroll(const Op& op, const Target& t);
 std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
                                         std::vector<int64_t>* offsets, std::vector<int>* counts);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
+
+// The elements of an array initialiser, 16 to a line ("" for an empty vector).
+template <typename T>
+std::string array_lit(const std::vector<T>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? (i % 16 ? ", " : ",\n    ") : "") << v[i];
+  return os.str();
+}
 
 // Tiling of a stride-1 pattern conv (the row kernel) on target t; make_plan and the emitter agree
 // on it through this one function.

@@ -166,26 +166,10 @@ static inline void pc_get(const float* src, pc_geom g, float* dst) {
 }
 
 // Zeroes everything of a mapped tensor but its interior (buffers are reused across layers, and
-// the pattern kernels read the border as padding).
-static inline void pc_zero_border(float* b, pc_geom g) {
-  if (g.flat) return;
-  const long col = g.org % g.rs;
-  PC_OMP_FOR
-  for (int c = 0; c < g.c; ++c) {
-    float* p = b + (long)c * g.ps;
-    std::memset(p, 0, sizeof(float) * g.rs);
-    std::memset(p + (long)(g.h + 1) * g.rs, 0, sizeof(float) * g.rs);
-    for (int y = 0; y < g.h; ++y) {
-      float* row = p + (long)(y + 1) * g.rs;
-      std::memset(row, 0, sizeof(float) * col);
-      std::memset(row + col + g.w, 0, sizeof(float) * (g.rs - col - g.w));
-    }
-  }
-}
-
-// The same with the geometry as template arguments, which the generated calls pass as constants:
-// the runs between rows have constant lengths (inlined stores, not memset calls). At maps of 2x2
-// to 8x8 the runtime-geometry version cost more than the pattern convs. Same floats zeroed.
+// the pattern kernels read the border as padding). The geometry comes as template arguments, which
+// the generated calls pass as constants: the runs between rows have constant lengths (inlined
+// stores, not memset calls); at maps of 2x2 to 8x8 a runtime-geometry version, one memset per
+// run, cost more than the pattern convs.
 template <int C, int H, int W, long RS, long PS, long ORG>
 static inline void pc_zero_border_k(float* b) {
   PC_OMP_FOR

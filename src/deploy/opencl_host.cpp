@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "deploy/codegen_internal.h"
 #include "deploy/opencl_codegen.h"
 
 namespace pconv::deploy {
@@ -99,10 +100,8 @@ static const char* PC_CL_SOURCE[] = {
      << ";  // < 0: read the output buffer\n\n";
   // A global buffer, not __constant arrays in the program: see ClHostPlan::tables.
   os << "// Pattern convs' per-filter record offsets and per-mask kernel counts (kernel arg Tb).\n"
-     << "static const int PC_TABLE_DATA[" << std::max<size_t>(1, hp.tables.size()) << "] = {";
-  for (size_t k = 0; k < hp.tables.size(); ++k)
-    os << (k % 16 ? " " : "\n    ") << hp.tables[k] << (k + 1 < hp.tables.size() ? "," : "");
-  os << (hp.tables.empty() ? "0};\n\n" : "};\n\n");
+     << "static const int PC_TABLE_DATA[" << std::max<size_t>(1, hp.tables.size()) << "] = {\n    "
+     << (hp.tables.empty() ? "0" : array_lit(hp.tables)) << "};\n\n";
   os << R"PC(enum pc_arg_kind { PC_INT, PC_ARENA, PC_WEIGHTS, PC_INPUT, PC_OUTPUT, PC_TABLES };
 struct pc_arg {
   pc_arg_kind kind;

@@ -4,13 +4,13 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 
 #include "data/memory_dataset.h"
 #include "deploy/compiler.h"
 #include "deploy/deployed_eval.h"
 #include "deploy/synth.h"
+#include "deploy/verify.h"
 #include "error_of.h"
 
 namespace pconv::deploy {
@@ -78,11 +78,13 @@ TEST(DeployedEval, GeneratedCodeAgreesWithTheModelOnEveryImage) {
   const std::string xs = (dir / "xs.f32").string(), ys = (dir / "ys.f32").string();
   EXPECT_EQ(export_eval_inputs(loader, xs), 37);
   EXPECT_EQ(fs::file_size(xs), 37u * 3 * 32 * 32 * sizeof(float));
-  ASSERT_EQ(std::system(("'" + (dir / "build" / "runner").string() + "' '" +
-                         (dir / "weights.bin").string() + "' --batch --input '" + xs +
-                         "' --output '" + ys + "' > /dev/null")
-                            .c_str()),
-            0);
+  std::string out;
+  ASSERT_EQ(run_command("'" + (dir / "build" / "runner").string() + "' '" +
+                            (dir / "weights.bin").string() + "' --batch --input '" + xs +
+                            "' --output '" + ys + "'",
+                        &out),
+            0)
+      << out;
   DeployedEval remote = compare_deployed_logits(net, loader, ys);
   EXPECT_EQ(remote.images, 37);
   EXPECT_EQ(remote.agreement, 1.0);

@@ -1,6 +1,7 @@
 #include "pipeline/run_config.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -41,6 +42,22 @@ TrainLoopConfig parse_loop(JsonReader& r, const TrainLoopConfig& d, bool with_ep
   c.eval_every = r.get_int("eval_every", d.eval_every, 1, 100000);
   c.max_steps_per_epoch = r.get_int("max_steps_per_epoch", d.max_steps_per_epoch, 0, 1 << 30);
   c.loader_workers = r.get_int("loader_workers", d.loader_workers, 1, 64);
+  // "distill": {...} sets distillation for these stages; "distill": null turns off an inherited
+  // one.
+  if (r.has("distill")) {
+    if (r.raw("distill").is_null()) {
+      c.distill = DistillConfig();
+    } else {
+      JsonReader k = r.object("distill");
+      c.distill.teacher = k.require_string("teacher");
+      PCONV_CHECK(!c.distill.teacher.empty(), k.where("teacher"), ": must name a model .h5");
+      PCONV_CHECK(std::filesystem::is_regular_file(c.distill.teacher), k.where("teacher"),
+                  ": no such file \"", c.distill.teacher, "\"");
+      c.distill.alpha = static_cast<float>(k.get_double("alpha", 0.9, 0, 1));
+      c.distill.temperature = static_cast<float>(k.get_double("temperature", 4, 0.05, 100));
+      k.finish();
+    }
+  }
   JsonReader opt = r.object("optimizer");
   c.sgd = parse_sgd_config(opt, d.sgd);
   opt.finish();

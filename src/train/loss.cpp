@@ -19,6 +19,15 @@ void check(const Tensor& logits, const std::vector<int32_t>& labels, const char*
                 " is outside [0, ", c, ")");
 }
 
+// Row-wise softmax of z / t into p (doubles: the KL below subtracts nearly equal logs).
+void tempered_softmax(const float* z, int64_t c, double t, std::vector<double>& p) {
+  p.resize(static_cast<size_t>(c));
+  const double mx = *std::max_element(z, z + c) / t;
+  double sum = 0;
+  for (int64_t j = 0; j < c; ++j) sum += p[j] = std::exp(z[j] / t - mx);
+  for (double& v : p) v /= sum;
+}
+
 }  // namespace
 
 float softmax_cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels,
@@ -50,6 +59,31 @@ float softmax_cross_entropy(const Tensor& logits, const std::vector<int32_t>& la
     }
   }
   return static_cast<float>(total / static_cast<double>(n));
+}
+
+float distillation_kl(const Tensor& student, const Tensor& teacher, float temperature,
+                      Tensor* dlogits) {
+  PCONV_CHECK(student.rank() == 2 && student.shape() == teacher.shape(),
+              "distillation_kl: student logits ", shape_str(student.shape()),
+              " and teacher logits ", shape_str(teacher.shape()), " must both be {N, classes}");
+  PCONV_CHECK(temperature > 0.f, "distillation_kl: temperature ", temperature, " must be > 0");
+  const int64_t n = student.dim(0), c = student.dim(1);
+  if (dlogits && dlogits->shape() != student.shape()) *dlogits = Tensor(student.shape());
+  const double t = temperature;
+  std::vector<double> ps, pt;
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    tempered_softmax(student.data() + i * c, c, t, ps);
+    tempered_softmax(teacher.data() + i * c, c, t, pt);
+    for (int64_t j = 0; j < c; ++j)
+      if (pt[j] > 0) total += pt[j] * (std::log(pt[j]) - std::log(std::max(ps[j], 1e-300)));
+    if (dlogits) {
+      float* g = dlogits->data() + i * c;
+      for (int64_t j = 0; j < c; ++j)
+        g[j] = static_cast<float>(t * (ps[j] - pt[j]) / static_cast<double>(n));
+    }
+  }
+  return static_cast<float>(t * t * total / static_cast<double>(n));
 }
 
 int64_t count_topk(const Tensor& logits, const std::vector<int32_t>& labels, int k) {

@@ -15,6 +15,13 @@ namespace pconv {
 float softmax_cross_entropy(const Tensor& logits, const std::vector<int32_t>& labels,
                             float smoothing, Tensor* dlogits);
 
+// Hinton et al.'s distillation term: T^2 times the batch mean of KL(softmax(teacher / T) ||
+// softmax(student / T)). The T^2 keeps its gradient's scale independent of T, so it mixes with the
+// label loss at a fixed weight. `dlogits` (when non-null) receives d(loss)/d(student), i.e.
+// T * (softmax(student / T) - softmax(teacher / T)) / N. The teacher gets no gradient.
+float distillation_kl(const Tensor& student, const Tensor& teacher, float temperature,
+                      Tensor* dlogits);
+
 // How many samples have their label among the k largest logits (ties broken toward the label:
 // a label counts when fewer than k classes score strictly higher).
 int64_t count_topk(const Tensor& logits, const std::vector<int32_t>& labels, int k);

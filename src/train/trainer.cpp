@@ -73,6 +73,19 @@ Trainer::Trainer(const Graph& g, ParamMap& params, const TrainLoopConfig& cfg,
   PCONV_CHECK(Shape(train.sample_shape()) == g.input_shape(), "the data set's images are ",
               shape_str(train.sample_shape()), " but the model expects ",
               shape_str(g.input_shape()));
+  if (!cfg.distill.teacher.empty()) {
+    const std::string& path = cfg.distill.teacher;
+    teacher_model_ = std::make_unique<ModelFile>(load_model(path));
+    const Graph& tg = teacher_model_->graph;
+    PCONV_CHECK(tg.input_shape() == g.input_shape(), "distillation teacher ", path, " takes ",
+                shape_str(tg.input_shape()), " inputs but the model being trained takes ",
+                shape_str(g.input_shape()));
+    PCONV_CHECK(tg.num_classes() == g.num_classes(), "distillation teacher ", path, " has ",
+                tg.num_classes(), " classes but the model being trained has ", g.num_classes());
+    teacher_ = std::make_unique<Net>(tg, teacher_model_->params);
+    log_info(cfg.stage, ": distilling from ", path, " (alpha ", cfg.distill.alpha, ", temperature ",
+             cfg.distill.temperature, ")");
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -120,8 +133,17 @@ bool Trainer::run(TrainState& st, const TrainCallbacks& cb) {
     int64_t seen_here = 0;
     double lr = 0;
     for (int b = first; b < spe && train_loader_.next(batch); ++b) {
+      // The teacher sees the same augmented batch, in inference mode (its running BN statistics).
+      if (teacher_) teacher_logits_ = teacher_->forward(batch.images, false);
       const Tensor& logits = net_->forward(batch.images, true);
       float loss = softmax_cross_entropy(logits, batch.labels, cfg_.label_smoothing, &dlogits);
+      if (teacher_) {
+        const float a = cfg_.distill.alpha;
+        const float kd = distillation_kl(logits, teacher_logits_, cfg_.distill.temperature, &dkd_);
+        loss = (1 - a) * loss + a * kd;
+        for (int64_t i = 0; i < dlogits.size(); ++i)
+          dlogits[i] = (1 - a) * dlogits[i] + a * dkd_[i];
+      }
       PCONV_CHECK(std::isfinite(loss), cfg_.stage, " epoch ", epoch + 1, " step ", st.step,
                   ": the loss is ", loss, " (diverged; lower the learning rate)");
       correct += count_top1(logits, batch.labels);

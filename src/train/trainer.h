@@ -1,6 +1,7 @@
 // The training loop: epochs of SGD steps over a BatchLoader, evaluation, per-epoch metrics,
 // checkpoints through a callback, exact resume from a TrainState (also mid-epoch), and a clean
-// stop on request (Ctrl-C). Pruning plugs in through TrainHooks; the loop knows no patterns.
+// stop on request (Ctrl-C), and optional distillation from a teacher model. Pruning plugs in
+// through TrainHooks; the loop knows no patterns.
 #pragma once
 
 #include <functional>
@@ -15,6 +16,13 @@
 
 namespace pconv {
 
+// Knowledge distillation: the student also matches a fixed teacher's softened logits.
+struct DistillConfig {
+  std::string teacher;      // a model .h5 (same input and classes); empty = no distillation
+  float alpha = 0.9f;       // weight of the distillation term; the label loss gets 1 - alpha
+  float temperature = 4.f;  // softmax temperature of both sides
+};
+
 struct TrainLoopConfig {
   std::string stage = "pretrain";  // recorded in metrics and checkpoints
   int epochs = 1;
@@ -26,6 +34,7 @@ struct TrainLoopConfig {
   int max_steps_per_epoch = 0;  // 0 = whole epoch; else a cap (smoke runs)
   uint64_t seed = 0;            // data order and augmentation
   int loader_workers = 1;
+  DistillConfig distill;
 };
 
 struct EvalResult {
@@ -65,6 +74,10 @@ class Trainer {
   TrainHooks* hooks_;
   TrainHooks no_hooks_;
   std::unique_ptr<Net> net_;
+  // The distillation teacher (inference only) and its weights, which the Net references.
+  std::unique_ptr<ModelFile> teacher_model_;
+  std::unique_ptr<Net> teacher_;
+  Tensor teacher_logits_, dkd_;
   Sgd sgd_;
   data::BatchLoader train_loader_, test_loader_;
 };

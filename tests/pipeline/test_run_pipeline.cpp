@@ -180,6 +180,31 @@ TEST(RunConfig, ErrorsNamePathAndFile) {
             std::string::npos);
 }
 
+TEST(RunConfig, DistillIsInheritedOverriddenOrTurnedOffPerStage) {
+  const fs::path teacher = fs::path(::testing::TempDir()) / "distill-teacher.h5";
+  { std::ofstream(teacher) << "x"; }  // the parser only checks that the file is there
+  json j = config("/tmp/x");
+  j["train"]["distill"] = {{"teacher", teacher.string()}, {"temperature", 3}};
+  j["stages"][1]["distill"] = nullptr;
+  j["stages"][3]["distill"] = {{"teacher", teacher.string()}, {"alpha", 0.5}};
+  RunConfig c = parse_run_config(j, "c.json");
+  EXPECT_EQ(c.stages[0].loop.distill.teacher, teacher.string());
+  EXPECT_FLOAT_EQ(c.stages[0].loop.distill.temperature, 3.f);
+  EXPECT_FLOAT_EQ(c.stages[0].loop.distill.alpha, 0.9f);
+  EXPECT_TRUE(c.stages[1].loop.distill.teacher.empty());
+  EXPECT_FLOAT_EQ(c.stages[3].loop.distill.alpha, 0.5f);
+  EXPECT_FLOAT_EQ(c.stages[3].loop.distill.temperature, 4.f);
+
+  j["stages"][3]["distill"]["teacher"] = "/no/such/teacher.h5";
+  EXPECT_NE(error_of([&] {
+              parse_run_config(j, "c.json");
+            }).find("c.json: $.stages[3].distill.teacher: no such file \"/no/such/teacher.h5\""),
+            std::string::npos);
+  j["stages"][3]["distill"] = {{"teacher", teacher.string()}, {"alpha", 1.5}};
+  EXPECT_NE(error_of([&] { parse_run_config(j, "c.json"); }).find("$.stages[3].distill.alpha"),
+            std::string::npos);
+}
+
 TEST(RunConfig, OverridesSetNestedKeys) {
   json j = config("/tmp/x");
   apply_override(j, "train.optimizer.lr=0.2");

@@ -1,4 +1,4 @@
-// Softmax cross-entropy (with label smoothing) and top-k counting.
+// Softmax cross-entropy (with label smoothing), the distillation term, and top-k counting.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -64,6 +64,51 @@ TEST(SoftmaxCrossEntropy, RejectsBadLabelsAndShapes) {
   EXPECT_THROW(softmax_cross_entropy(z, {0}, 0.f, nullptr), Error);
   EXPECT_THROW(softmax_cross_entropy(z, {0, 1}, 1.f, nullptr), Error);
   EXPECT_THROW(softmax_cross_entropy(Tensor({6}), {0}, 0.f, nullptr), Error);
+}
+
+TEST(DistillationKl, MatchesHandComputedValuesAndVanishesWhenStudentEqualsTeacher) {
+  Tensor s({1, 2}), t({1, 2});
+  s[0] = 0.f, s[1] = 2.f;
+  t[0] = 2.f, t[1] = 0.f;
+  // T = 2: student probs softmax(0, 1), teacher softmax(1, 0).
+  const double e = std::exp(1.0), qs0 = 1 / (1 + e), qs1 = e / (1 + e);
+  const double qt0 = qs1, qt1 = qs0;
+  const double kl = qt0 * std::log(qt0 / qs0) + qt1 * std::log(qt1 / qs1);
+  Tensor d;
+  EXPECT_NEAR(distillation_kl(s, t, 2.f, &d), 4 * kl, 1e-6);
+  EXPECT_NEAR(d[0], 2 * (qs0 - qt0), 1e-6);
+  EXPECT_NEAR(d[1], 2 * (qs1 - qt1), 1e-6);
+  EXPECT_NEAR(distillation_kl(t, t, 2.f, &d), 0.0, 1e-7);
+  EXPECT_NEAR(d[0], 0.0, 1e-7);
+  EXPECT_NEAR(d[1], 0.0, 1e-7);
+}
+
+TEST(DistillationKl, GradientMatchesFiniteDifferencesAtSeveralTemperatures) {
+  Tensor s({3, 5}), t({3, 5});
+  for (int64_t i = 0; i < s.size(); ++i) {
+    s[i] = static_cast<float>(std::sin(1.3 * i) * 4 + (i == 7 ? 300 : 0));
+    t[i] = static_cast<float>(std::cos(0.7 * i) * 5);
+  }
+  for (float temp : {1.f, 4.f, 10.f}) {
+    Tensor d;
+    EXPECT_TRUE(std::isfinite(distillation_kl(s, t, temp, &d)));
+    for (int64_t i = 0; i < s.size(); ++i) {
+      Tensor sp = s, sm = s;
+      const float h = 1e-2f;
+      sp[i] += h;
+      sm[i] -= h;
+      const double fd =
+          (double(distillation_kl(sp, t, temp, nullptr)) - distillation_kl(sm, t, temp, nullptr)) /
+          (double(sp[i]) - sm[i]);
+      EXPECT_NEAR(d[i], fd, 2e-3) << "T " << temp << " element " << i;
+    }
+  }
+}
+
+TEST(DistillationKl, RejectsMismatchedShapesAndBadTemperatures) {
+  EXPECT_THROW(distillation_kl(Tensor({2, 3}), Tensor({2, 4}), 4.f, nullptr), Error);
+  EXPECT_THROW(distillation_kl(Tensor({6}), Tensor({6}), 4.f, nullptr), Error);
+  EXPECT_THROW(distillation_kl(Tensor({2, 3}), Tensor({2, 3}), 0.f, nullptr), Error);
 }
 
 TEST(TopK, CountsLabelsAmongTheLargest) {

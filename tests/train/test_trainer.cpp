@@ -1,6 +1,6 @@
 // The training loop on a small synthetic task: it learns, it calls the hooks where documented,
 // and a run stopped mid-epoch and resumed from its saved file ends bit-identical to one that ran
-// straight through.
+// straight through; distillation from a saved teacher alone teaches it.
 #include <gtest/gtest.h>
 
 #include <omp.h>
@@ -155,6 +155,62 @@ TEST(Trainer, ResumeFromFileMidEpochIsBitExact) {
     const Tensor& r = m.params.at(k);
     ASSERT_EQ(r.size(), w.size());
     EXPECT_EQ(std::memcmp(r.data(), w.data(), sizeof(float) * w.size()), 0) << k;
+  }
+}
+
+// With alpha = 1 the labels carry no weight: a fresh student learns the task from the teacher's
+// logits alone, which only happens if the distillation gradient reaches it.
+TEST(Trainer, DistillationAloneTeachesTheTask) {
+  data::MemoryDataset train(blobs(256, 1), blob_config(), false, "blobs train");
+  data::MemoryDataset test(blobs(128, 2), blob_config(), false, "blobs test");
+  Graph g = small_net();
+  ModelFile teacher;
+  teacher.graph = g;
+  teacher.params = init_params(g, 1);
+  {
+    Trainer t(g, teacher.params, loop(4), train, test, nullptr);
+    TrainState st;
+    ASSERT_TRUE(t.run(st, {}));
+    ASSERT_GT(st.metrics.back()["test_top1"].get<double>(), 0.9);
+  }
+  const std::string path = ::testing::TempDir() + "teacher.h5";
+  save_model(path, teacher);
+
+  // The labels the student sees are all wrong (class k relabelled k + 1): only the teacher knows.
+  data::ImageSet wrong = blobs(256, 1);
+  for (auto& y : wrong.labels) y = (y + 1) % 4;
+  data::MemoryDataset mislabelled(wrong, blob_config(), false, "blobs mislabelled");
+  TrainLoopConfig c = loop(4);
+  c.distill.teacher = path;
+  c.distill.alpha = 1.f;
+  c.distill.temperature = 2.f;
+  ParamMap student = init_params(g, 7);
+  Trainer t(g, student, c, mislabelled, test, nullptr);
+  TrainState st;
+  ASSERT_TRUE(t.run(st, {}));
+  EXPECT_GT(st.metrics.back()["test_top1"].get<double>(), 0.9) << st.metrics.dump();
+}
+
+TEST(Trainer, RejectsATeacherWithOtherClasses) {
+  data::MemoryDataset train(blobs(32, 3), blob_config(), false, "blobs");
+  ModelFile other;
+  other.graph = Graph();
+  int x = other.graph.input("input", 3, 8, 8);
+  x = other.graph.flatten("flat", x);
+  other.graph.linear("fc", x, LinearAttrs{10, true});
+  other.params = init_params(other.graph, 1);
+  const std::string path = ::testing::TempDir() + "teacher10.h5";
+  save_model(path, other);
+  Graph g = small_net();
+  ParamMap p = init_params(g, 1);
+  TrainLoopConfig c = loop(1);
+  c.distill.teacher = path;
+  try {
+    Trainer t(g, p, c, train, train, nullptr);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("teacher10.h5 has 10 classes"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -30,6 +30,7 @@
 #include "admm/prune.h"
 #include "cli.h"
 #include "core/architectures.h"
+#include "core/build_commit.h"
 #include "train/loss.h"
 #include "train/net.h"
 #include "train/optimizer.h"
@@ -174,17 +175,6 @@ nlohmann::json bench(const std::string& arch, const Options& o) {
   return out;
 }
 
-std::string git_commit() {
-  std::string out;
-  if (FILE* f = popen("git rev-parse --short HEAD 2>/dev/null", "r")) {
-    char buf[64];
-    while (fgets(buf, sizeof buf, f)) out += buf;
-    pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -226,7 +216,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.archs.empty()) o.archs = {"vgg16_cifar", "resnet20"};
-  const std::string commit = git_commit();
+  const std::string commit = pconv::build_commit();
   nlohmann::json all = nlohmann::json::array();
   for (const std::string& arch : o.archs) {
     int fd[2];

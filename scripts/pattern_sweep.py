@@ -59,7 +59,9 @@ def run_k(a, k, build_bin):
         # pattern with 4 non-zeros, every layer at its kernel budget).
         "inspect_violations": len(report["violations"]) if "violations" in report else None,
         "inspect_verified": report.get("verified"),
-        "commit": summary.get("commit"),
+        # The builds that trained it (pconv-train records them per stage); older runs only
+        # recorded the checkout's commit when the summary was written.
+        "commit": ", ".join(summary.get("stage_commits") or [summary.get("commit", "unknown")]),
         "command": summary.get("command"),
     }
 

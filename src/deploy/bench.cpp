@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/build_commit.h"
 #include "core/error.h"
 #include "deploy/compiler.h"
 #include "deploy/verify.h"
@@ -162,10 +163,10 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
   json j;
   j["model"] = name;
   j["command"] = opt.command;
-  j["commit"] = shell_line(std::string("git -C ") + PCONV_SOURCE_DIR + " rev-parse --short HEAD");
-  j["dirty"] =
-      !shell_line(std::string("git -C ") + PCONV_SOURCE_DIR + " status --porcelain -- src/deploy")
-           .empty();
+  // The generator that wrote the code is this binary, so its build commit is the one to record.
+  const std::string commit = build_commit();
+  j["commit"] = commit;
+  j["dirty"] = commit.size() > 6 && commit.compare(commit.size() - 6, 6, "-dirty") == 0;
   j["cpu"] = shell_line("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'");
   j["target"] = c.target.name;
   j["repeat"] = opt.repeat;
@@ -355,9 +356,10 @@ std::string bench_markdown(const json& j) {
   std::ostringstream os;
   os << "### " << j["model"].get<std::string>() << "\n\n";
   os << "Command: `" << j["command"].get<std::string>() << "`  \ncommit "
-     << j["commit"].get<std::string>() << (j["dirty"].get<bool>() ? " (src/deploy modified)" : "")
-     << ", " << j["cpu"].get<std::string>() << ", oneDNN " << j["oneDNN"].get<std::string>()
-     << ", target " << j["target"].get<std::string>() << ", batch 1, ms median (min–max) of "
+     << j["commit"].get<std::string>()
+     << (j["dirty"].get<bool>() ? " (built with uncommitted changes)" : "") << ", "
+     << j["cpu"].get<std::string>() << ", oneDNN " << j["oneDNN"].get<std::string>() << ", target "
+     << j["target"].get<std::string>() << ", batch 1, ms median (min–max) of "
      << j["repeat"].get<int>() << " runs.  \n"
      << "Verification: " << j["verify"].get<std::string>() << "\n\n";
   for (const json& run : j["runs"]) {

@@ -6,7 +6,8 @@
 
 namespace pconv {
 
-std::string git_commit();  // short hash of the source tree pconv was built from, or "unknown"
+// The commit this binary was built from (core/build_commit.h): short hash, "-dirty" or "unknown".
+std::string git_commit();
 std::string command_line(int argc, char** argv);
 void set_command_line(const std::string& cmd);  // recorded once by main()
 const std::string& recorded_command_line();

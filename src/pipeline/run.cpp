@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -150,14 +151,24 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
     }
     double t0 = wall_seconds();
     TrainState st;
+    // The commits of every binary that worked on this stage (a resumed stage may span several).
+    json commits = json::array();
     if (fs::exists(ck_path)) {
       current = load_model(ck_path.string());
       PCONV_CHECK(current.train.has_value(), ck_path.string(), ": holds no training state");
       st = *current.train;
       log_info("stage ", stage.name, ": resuming at epoch ", st.epoch + 1, " (step ", st.step, ")");
+      commits = current.meta.value("commits", json::array());
+      if (commits.empty() && current.meta.contains("commit"))
+        commits.push_back(current.meta["commit"]);
+      if (!commits.empty() && commits.back() != git_commit())
+        log_warn("stage ", stage.name, ": started by a binary built at ", commits.back().dump(),
+                 ", continued by one built at ", git_commit());
     }
+    if (commits.empty() || commits.back() != git_commit()) commits.push_back(git_commit());
     current.meta = base_meta(cfg);
     current.meta["stage"] = stage.name;
+    current.meta["commits"] = commits;
 
     if (stage.kind == StageKind::Prune) {
       std::optional<admm::PruningPlan> plan;
@@ -210,6 +221,7 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
     }
     current.train = st;
     json summary = stage_summary(stage, st, wall_seconds() - t0);
+    summary["commits"] = commits;
     if (!current.pruning.empty()) {
       admm::VerifyReport rep = admm::verify(current.graph, current.params, current.pruning);
       summary["constraints_ok"] = rep.ok();
@@ -224,10 +236,18 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
   }
   result.model_path = (dir / "model.h5").string();
   save_model(result.model_path, result_copy(current));
+  // "commit": the binary that wrote this summary; "stage_commits": every binary that trained a
+  // stage (stages finished by older binaries keep theirs), which is what the results came from.
+  json stage_commits = json::array();
+  for (const json& s : stages)
+    for (const json& c : s.value("commits", json::array()))
+      if (std::find(stage_commits.begin(), stage_commits.end(), c) == stage_commits.end())
+        stage_commits.push_back(c);
   result.summary = {{"run", cfg.name},
                     {"stages", stages},
                     {"model", result.model_path},
                     {"commit", git_commit()},
+                    {"stage_commits", stage_commits},
                     {"command", recorded_command_line()},
                     {"threads", omp_get_max_threads()}};
   write_text_atomic(dir / "summary.json", result.summary.dump(2) + "\n");

@@ -11,9 +11,12 @@
 #include <fstream>
 #include <functional>
 #include <opencv2/imgcodecs.hpp>
+#include <regex>
 
 #include "admm/prune.h"
+#include "core/build_commit.h"
 #include "core/model_file.h"
+#include "pipeline/provenance.h"
 #include "pipeline/run.h"
 
 namespace pconv {
@@ -149,6 +152,10 @@ TEST(RunPipeline, StopSavesACheckpointThatResumes) {
   ASSERT_TRUE(ck.train);
   EXPECT_EQ(ck.train->step, 1);
   EXPECT_TRUE(ck.train->tensors.count("optim/momentum/conv1/weight"));
+  EXPECT_EQ(ck.meta["commits"], json::array({build_commit()}));
+  // Pretend an older binary started the stage: the summary then names both builds.
+  ck.meta["commits"] = json::array({"0123abc"});
+  save_model((dir / "1-pretrain" / "checkpoint.h5").string(), ck);
   stop = false;
   opt.resume = true;
   r = run_pipeline(cfg, opt);
@@ -156,6 +163,20 @@ TEST(RunPipeline, StopSavesACheckpointThatResumes) {
   ModelFile fin = load_model((dir / "1-pretrain" / "final.h5").string());
   EXPECT_EQ(fin.train->step, 2 * (96 / 16));
   EXPECT_FALSE(fs::exists(dir / "1-pretrain" / "checkpoint.h5"));
+  const json both = json::array({"0123abc", build_commit()});
+  EXPECT_EQ(r.summary["stages"][0]["commits"], both) << r.summary.dump(1);
+  EXPECT_EQ(r.summary["stage_commits"], both);
+  EXPECT_EQ(r.summary["commit"], build_commit());
+  // A later --resume finds the stage done and keeps the commits it was trained at.
+  r = run_pipeline(cfg, opt);
+  EXPECT_EQ(r.summary["stage_commits"], both);
+}
+
+// The commit is the build's (cmake/build_commit.cmake): a short hash, maybe "-dirty", or unknown.
+TEST(Provenance, BuildCommitLooksLikeACommit) {
+  const std::string c = build_commit();
+  EXPECT_TRUE(c == "unknown" || std::regex_match(c, std::regex("[0-9a-f]{7,40}(-dirty)?"))) << c;
+  EXPECT_EQ(git_commit(), c);
 }
 
 TEST(RunConfig, ErrorsNamePathAndFile) {

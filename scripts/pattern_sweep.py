@@ -70,15 +70,21 @@ def write_outputs(a, rows, dense_top1, pending):
     for r in rows:
         r["dense_top1"] = dense_top1
         r["top1_change"] = r["test_top1"] - dense_top1 if r["test_top1"] is not None else None
-    cmd = "scripts/pattern_sweep.py " + " ".join(sys.argv[1:])
+    args = sys.argv[1:]
+    if "--note" in args:  # the note describes the run; it is no part of reproducing it
+        i = args.index("--note")
+        del args[i:i + 2]
+    cmd = "scripts/pattern_sweep.py " + " ".join(args)
     out = {"command": cmd, "dense_model": a.dense, "dense_top1": dense_top1, "rows": rows,
-           "pending": pending}
+           "pending": pending, "note": a.note}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     json.dump(out, open(a.out + ".json", "w"), indent=2)
     with open(a.out + ".md", "w") as f:
         f.write("# Accuracy vs pattern count\n\n")
         f.write(f"Dense model `{a.dense}`: test top-1 {dense_top1:.4f}. Connectivity rate {a.rate} on "
                 "every pruned layer. Reproduce: `" + cmd + "`.\n\n")
+        if a.note:
+            f.write(a.note + "\n\n")
         f.write("| patterns | top-1 | change vs dense | after hard prune | conv compression | MAC reduction "
                 "| inspect violations | commit |\n")
         f.write("|---|---|---|---|---|---|---|---|\n")
@@ -118,6 +124,7 @@ def main():
     ap.add_argument("--smoke", type=int, default=0, help="cap epochs at N steps (a quick check)")
     ap.add_argument("--epochs", type=int, default=0, help="override every training stage's epochs")
     ap.add_argument("--k4-from-model", action="store_true", help="K=4 from the model, not the SCPs")
+    ap.add_argument("--note", default="", help="a paragraph for the results (where the runs ran, ...)")
     a = ap.parse_args()
     if not os.path.exists(a.dense):
         sys.exit(f"pattern_sweep: dense model {a.dense} not found (train it first)")

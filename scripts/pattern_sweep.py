@@ -59,9 +59,10 @@ def run_k(a, k, build_bin):
         # pattern with 4 non-zeros, every layer at its kernel budget).
         "inspect_violations": len(report["violations"]) if "violations" in report else None,
         "inspect_verified": report.get("verified"),
-        # The builds that trained it (pconv-train records them per stage); older runs only
-        # recorded the checkout's commit when the summary was written.
-        "commit": ", ".join(summary.get("stage_commits") or [summary.get("commit", "unknown")]),
+        # The builds that trained it, as pconv-train records them per stage. Binaries older than
+        # that recorded the checkout's HEAD at run time instead, which says nothing of the code
+        # that ran: such rows say so, and --note should name the build.
+        "commit": ", ".join(summary.get("stage_commits") or ["not recorded"]),
         "command": summary.get("command"),
     }
 

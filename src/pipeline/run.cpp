@@ -239,10 +239,13 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
   // "commit": the binary that wrote this summary; "stage_commits": every binary that trained a
   // stage (stages finished by older binaries keep theirs), which is what the results came from.
   json stage_commits = json::array();
-  for (const json& s : stages)
-    for (const json& c : s.value("commits", json::array()))
+  for (const json& s : stages) {
+    // Stages finished by binaries that predate this record: their code is unknown.
+    const json cs = s.contains("commits") ? s["commits"] : json::array({"not recorded"});
+    for (const json& c : cs)
       if (std::find(stage_commits.begin(), stage_commits.end(), c) == stage_commits.end())
         stage_commits.push_back(c);
+  }
   result.summary = {{"run", cfg.name},
                     {"stages", stages},
                     {"model", result.model_path},

@@ -170,6 +170,11 @@ TEST(RunPipeline, StopSavesACheckpointThatResumes) {
   // A later --resume finds the stage done and keeps the commits it was trained at.
   r = run_pipeline(cfg, opt);
   EXPECT_EQ(r.summary["stage_commits"], both);
+  // A stage finished by a binary that recorded no build commit is not credited to this one.
+  fin.meta["stage_summary"].erase("commits");
+  save_model((dir / "1-pretrain" / "final.h5").string(), fin);
+  r = run_pipeline(cfg, opt);
+  EXPECT_EQ(r.summary["stage_commits"], json::array({"not recorded"}));
 }
 
 // The commit is the build's (cmake/build_commit.cmake): a short hash, maybe "-dirty", or unknown.

@@ -5,8 +5,8 @@
       [--dense-stage 1-pretrain]   # for pruned results: the dense accuracy to compare with
       [--dense-run DENSE_RUN_DIR]  # ... when the dense model was trained in another run folder
 
-Fields: model, dataset, epochs (all training stages up to --stage), test_top1, test_top5, train_seconds, threads, command, commit,
-run, stage; for pruned stages also patterns, conn_rate, conv_weight_compression, mac_reduction,
+Fields: model, dataset, epochs (all training stages up to --stage), test_top1, test_top5, train_seconds, threads, command, commit
+(and stage_commits), run, stage; for pruned stages also patterns, conn_rate, conv_weight_compression, mac_reduction,
 dense_top1 (from RUN_DIR/inspect.json, written by pconv-train's report or pconv-inspect --json).
 Only figures present in the run folder are written; nothing is estimated.
 """
@@ -77,9 +77,13 @@ def main():
                              for s in stages_through(a.run, a.stage) for r in metrics(a.run, s)),
         "threads": summary.get("threads", cfg.get("threads", 0)),
         "command": summary.get("command", ""),
+        # "commit": the binary that wrote the summary; "stage_commits": the builds that trained
+        # the stages, where pconv-train recorded them ("not recorded" for older binaries).
         "commit": summary.get("commit", ""),
         "config": cfg,
     }
+    if "stage_commits" in summary:
+        out["stage_commits"] = summary["stage_commits"]
     if a.note:
         out["note"] = a.note
     # The final model's pruning figures, when the stage is pruned.

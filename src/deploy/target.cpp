@@ -106,6 +106,8 @@ static Target target_table(const std::string& name) {
     t.fma = "_mm256_fmadd_ps($0, $1, $2)";
     t.max = "_mm256_max_ps($0, $1)";
     t.min = "_mm256_min_ps($0, $1)";
+    t.bcast4 = "_mm256_broadcast_ps(reinterpret_cast<const __m128*>(pc_fp($0)))";
+    t.add = "_mm256_add_ps($0, $1)";
     t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
     t.asm_fma = "vfmadd";
     return t;

@@ -37,7 +37,7 @@ struct Target {
   // previous $1); right = value at x+1 from (cur $0, next $1). Empty: unaligned loads instead.
   std::string shl, shr;
   // Small-map pattern kernel (pixel x tap lanes): a broadcast of 4 floats from pointer $0 to every
-  // group of 4 lanes, and a vector add. Empty: the target uses the row kernel on small maps too.
+  // group of 4 lanes, and a vector add (AVX-512, AVX2). Empty: the row kernel on small maps too.
   std::string bcast4, add;
   int small_map_pixels = 16;  // maps of at most this many pixels use it
   std::string bits2f;         // uint32 bits $0 -> float

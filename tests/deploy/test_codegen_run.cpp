@@ -8,6 +8,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <tuple>
 
 #include "core/architectures.h"
 #include "deploy/compiler.h"
@@ -195,30 +196,36 @@ TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {
 
 // On AVX-512 the pruned 3x3 and 2x2 maps of the odd model take the small-map (pixel x tap lanes)
 // kernel, larger maps the row kernel; OddShapesX86 checks both against the oracles.
-TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512) {
+TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
   const ModelFile m = odd_model(1);
-  CompileOptions opt;
-  opt.target = "avx512";
-  opt.out_dir = work_dir("small-map");
-  opt.print_table = false;
-  const CompileResult c = compile_model(m, "small", opt);
-  std::map<std::string, std::string> kind;
-  for (const auto& L : c.gen.layers)
-    if (L.contains("kind")) kind[L["name"].get<std::string>()] = L["kind"].get<std::string>();
-  EXPECT_EQ(kind["r6"], "sparse_small_map");  // 3x3 map
-  EXPECT_EQ(kind["r7"], "sparse_small_map");  // 2x2 map
-  EXPECT_EQ(kind["r5"], "sparse");            // 7x6 = 42 pixels
-  std::ifstream f(opt.out_dir + "/pconv_model.cpp");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  EXPECT_NE(ss.str().find("_mm512_maskz_broadcast_f32x4"), std::string::npos);
-  // Maps only scalar code touches (pool -> small map -> pool -> small map -> classifier) keep a
-  // one-float margin, not a vector: c6's 3x3 output rows are 5 floats, c7's 2x2 rows 4.
-  EXPECT_NE(ss.str().find("pc_zero_border_k<33, 3, 3, 5, 25, 6>"), std::string::npos);
-  EXPECT_NE(ss.str().find("pc_zero_border_k<18, 2, 2, 4, 16, 5>"), std::string::npos);
-  // c5's 7x6 output comes from the row kernel's vector stores: it keeps the vector margin (16
-  // floats a side on avx512).
-  EXPECT_NE(ss.str().find("pc_zero_border_k<21, 7, 6, 48, 432, 64>"), std::string::npos);
+  for (const auto& [target, bcast, margin] :
+       {std::tuple<std::string, std::string, std::string>{"avx512", "_mm512_maskz_broadcast_f32x4",
+                                                          "<21, 7, 6, 48, 432, 64>"},
+        {"avx2", "_mm256_broadcast_ps", "<21, 7, 6, 24, 216, 32>"}}) {
+    SCOPED_TRACE(target);
+    CompileOptions opt;
+    opt.target = target;
+    opt.out_dir = work_dir("small-map-" + target);
+    opt.print_table = false;
+    const CompileResult c = compile_model(m, "small", opt);
+    std::map<std::string, std::string> kind;
+    for (const auto& L : c.gen.layers)
+      if (L.contains("kind")) kind[L["name"].get<std::string>()] = L["kind"].get<std::string>();
+    EXPECT_EQ(kind["r6"], "sparse_small_map");  // 3x3 map
+    EXPECT_EQ(kind["r7"], "sparse_small_map");  // 2x2 map
+    EXPECT_EQ(kind["r5"], "sparse");            // 7x6 = 42 pixels
+    std::ifstream f(opt.out_dir + "/pconv_model.cpp");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    EXPECT_NE(ss.str().find(bcast), std::string::npos);
+    // Maps only scalar code touches (pool -> small map -> pool -> small map -> classifier) keep a
+    // one-float margin, not a vector: c6's 3x3 output rows are 5 floats, c7's 2x2 rows 4.
+    EXPECT_NE(ss.str().find("pc_zero_border_k<33, 3, 3, 5, 25, 6>"), std::string::npos);
+    EXPECT_NE(ss.str().find("pc_zero_border_k<18, 2, 2, 4, 16, 5>"), std::string::npos);
+    // c5's 7x6 output comes from the row kernel's vector stores: it keeps the vector margin (one
+    // vector a side: 16 floats on avx512, 8 on avx2).
+    EXPECT_NE(ss.str().find("pc_zero_border_k" + margin), std::string::npos);
+  }
 }
 
 TEST(DeployCodegen, NeonAssemblyHoldsFmla) {

@@ -116,6 +116,16 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
                       "--restart to discard it and start over"));
     }
   }
+  // A missing teacher fails now, not hours later when its stage starts. One inside this run's
+  // folder may be written by an earlier stage, so only those outside are checked.
+  for (const StageConfig& s : cfg.stages) {
+    const std::string& t = s.loop.distill.teacher;
+    if (t.empty() || fs::exists(t)) continue;
+    const fs::path rel =
+        fs::absolute(t).lexically_normal().lexically_relative(fs::absolute(dir).lexically_normal());
+    PCONV_CHECK(!rel.empty() && *rel.begin() != "..", s.loop.distill.where, ": no such file \"", t,
+                "\" (the distillation teacher of stage ", s.name, ")");
+  }
   fs::create_directories(dir);
   fs::path cfg_copy = dir / "config.json";
   if (fs::exists(cfg_copy)) {

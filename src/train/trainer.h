@@ -21,6 +21,7 @@ struct DistillConfig {
   std::string teacher;      // a model .h5 (same input and classes); empty = no distillation
   float alpha = 0.9f;       // weight of the distillation term; the label loss gets 1 - alpha
   float temperature = 4.f;  // softmax temperature of both sides
+  std::string where;        // the config key it came from, for errors ("c.json: $.train...")
 };
 
 struct TrainLoopConfig {

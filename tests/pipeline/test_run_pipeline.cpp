@@ -221,14 +221,29 @@ TEST(RunConfig, DistillIsInheritedOverriddenOrTurnedOffPerStage) {
   EXPECT_FLOAT_EQ(c.stages[3].loop.distill.alpha, 0.5f);
   EXPECT_FLOAT_EQ(c.stages[3].loop.distill.temperature, 4.f);
 
-  j["stages"][3]["distill"]["teacher"] = "/no/such/teacher.h5";
-  EXPECT_NE(error_of([&] {
-              parse_run_config(j, "c.json");
-            }).find("c.json: $.stages[3].distill.teacher: no such file \"/no/such/teacher.h5\""),
-            std::string::npos);
   j["stages"][3]["distill"] = {{"teacher", teacher.string()}, {"alpha", 1.5}};
   EXPECT_NE(error_of([&] { parse_run_config(j, "c.json"); }).find("$.stages[3].distill.alpha"),
             std::string::npos);
+
+  // A missing teacher parses (shipped configs name models yet to be trained) but stops the run
+  // before its first stage.
+  const fs::path dir = fs::path(::testing::TempDir()) / "run-no-teacher";
+  fs::remove_all(dir);
+  j = config(dir);
+  j["stages"][3]["distill"] = {{"teacher", "/no/such/teacher.h5"}};
+  RunConfig missing = parse_run_config(j, "c.json");
+  EXPECT_NE(error_of([&] {
+              run_pipeline(missing, RunOptions{});
+            }).find("c.json: $.stages[3].distill.teacher: no such file \"/no/such/teacher.h5\""),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "1-pretrain")) << "no stage may run first";
+  // A teacher inside the run folder may come from an earlier stage: not checked up front.
+  j["stages"] = {j["stages"][0], j["stages"][0]};
+  j["stages"][0]["epochs"] = 1;
+  j["stages"][1]["epochs"] = 1;
+  j["stages"][1]["distill"] = {{"teacher", (dir / "1-pretrain" / "final.h5").string()}};
+  RunResult own = run_pipeline(parse_run_config(j, "c.json"), RunOptions{});
+  EXPECT_TRUE(own.finished);
 }
 
 TEST(RunConfig, OverridesSetNestedKeys) {

@@ -168,9 +168,9 @@ RunResult run_pipeline(const RunConfig& cfg, const RunOptions& opt) {
       PCONV_CHECK(current.train.has_value(), ck_path.string(), ": holds no training state");
       st = *current.train;
       log_info("stage ", stage.name, ": resuming at epoch ", st.epoch + 1, " (step ", st.step, ")");
-      commits = current.meta.value("commits", json::array());
-      if (commits.empty() && current.meta.contains("commit"))
-        commits.push_back(current.meta["commit"]);
+      // Checkpoints of binaries older than this record name no build ("commit" there was the
+      // checkout's HEAD at run time).
+      commits = current.meta.value("commits", json::array({"not recorded"}));
       if (!commits.empty() && commits.back() != git_commit())
         log_warn("stage ", stage.name, ": started by a binary built at ", commits.back().dump(),
                  ", continued by one built at ", git_commit());

@@ -102,6 +102,8 @@ def main():
         if os.path.exists(insp_path):
             insp = json.load(open(insp_path))
             t = insp.get("totals", insp)
+            if "violations" in insp:  # pconv-inspect's constraint check of the final model
+                out["inspect_violations"] = len(insp["violations"])
             for k_out, keys in (("conv_weight_compression", ("conv_compression",)),
                                 ("mac_reduction", ("mac_reduction",))):
                 for k in keys:
@@ -111,6 +113,8 @@ def main():
         pr = cfg.get("pruning", {})
         out["patterns"] = pr.get("library", "scp4")
         out["conn_rate"] = pr.get("rate", 1)
+    out["reproduce"] = "scripts/record_result.py " + " ".join(
+        x if " " not in x else "'" + x + "'" for x in sys.argv[1:])
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)

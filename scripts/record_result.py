@@ -113,8 +113,11 @@ def main():
         pr = cfg.get("pruning", {})
         out["patterns"] = pr.get("library", "scp4")
         out["conn_rate"] = pr.get("rate", 1)
-    out["reproduce"] = "scripts/record_result.py " + " ".join(
-        x if " " not in x else "'" + x + "'" for x in sys.argv[1:])
+    args = sys.argv[1:]
+    if "--note" in args:  # the note describes the record; it is no part of reproducing it
+        i = args.index("--note")
+        del args[i:i + 2]
+    out["reproduce"] = "scripts/record_result.py " + " ".join(args)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(out, f, indent=2)

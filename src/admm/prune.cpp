@@ -74,9 +74,13 @@ void MaskedHooks::mask(ParamMap& m, bool required) const {
     }
     PCONV_CHECK(it->second.size() == static_cast<int64_t>(keep.size()), "masked retrain: ", k,
                 " has ", it->second.size(), " elements, the mask ", keep.size());
+    // Three passes over every pruned weight per step (gradients, weights, momentum): branch-free
+    // so it vectorises, and split over the threads, else VGG-16's 14.7M weights cost ~8% of a step.
     float* d = it->second.data();
-    for (size_t j = 0; j < keep.size(); ++j)
-      if (!keep[j]) d[j] = 0.f;
+    const uint8_t* kp = keep.data();
+    const int64_t n = static_cast<int64_t>(keep.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < n; ++j) d[j] = kp[j] ? d[j] : 0.f;
   }
 }
 

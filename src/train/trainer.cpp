@@ -134,12 +134,13 @@ bool Trainer::run(TrainState& st, const TrainCallbacks& cb) {
     double lr = 0;
     for (int b = first; b < spe && train_loader_.next(batch); ++b) {
       // The teacher sees the same augmented batch, in inference mode (its running BN statistics).
-      if (teacher_) teacher_logits_ = teacher_->forward(batch.images, false);
+      // Its logits stay valid through the student's pass: each Net owns its buffers.
+      const Tensor* teacher_logits = teacher_ ? &teacher_->forward(batch.images, false) : nullptr;
       const Tensor& logits = net_->forward(batch.images, true);
       float loss = softmax_cross_entropy(logits, batch.labels, cfg_.label_smoothing, &dlogits);
-      if (teacher_) {
+      if (teacher_logits) {
         const float a = cfg_.distill.alpha;
-        const float kd = distillation_kl(logits, teacher_logits_, cfg_.distill.temperature, &dkd_);
+        const float kd = distillation_kl(logits, *teacher_logits, cfg_.distill.temperature, &dkd_);
         loss = (1 - a) * loss + a * kd;
         for (int64_t i = 0; i < dlogits.size(); ++i)
           dlogits[i] = (1 - a) * dlogits[i] + a * dkd_[i];

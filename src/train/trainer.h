@@ -78,7 +78,7 @@ class Trainer {
   // The distillation teacher (inference only) and its weights, which the Net references.
   std::unique_ptr<ModelFile> teacher_model_;
   std::unique_ptr<Net> teacher_;
-  Tensor teacher_logits_, dkd_;
+  Tensor dkd_;  // the distillation term's gradient, reused across steps
   Sgd sgd_;
   data::BatchLoader train_loader_, test_loader_;
 };

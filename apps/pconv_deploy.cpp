@@ -1,4 +1,5 @@
-// pconv-deploy model.h5 --target x86|avx512|avx2|neon|opencl|c --out DIR [--verify] [--no-reorder]
+// pconv-deploy model.h5 --target x86|avx512|avx2|neon|opencl|c --out DIR [--verify]
+//   [--min-parallel-work N] [--no-reorder]
 #include <cstdio>
 #include <string>
 
@@ -20,6 +21,9 @@ const char kUsage[] =
     "  --std R,G,B     pixels; default: what the model file records (pconv-train writes it)\n"
     "  --resize-shorter N  resize an image's shorter side to N and centre-crop (ImageNet\n"
     "                  style); 0 resizes the whole image to the input size\n"
+    "  --min-parallel-work N  ops with less work (MACs; 8 per element for pools and\n"
+    "                  other data movement) run on one thread; 0 threads every op\n"
+    "                  (default 8000000, measured on 2 cores: docs/deploy.md)\n"
     "  --no-reorder    keep the filter order (for debugging the reorder pass)\n";
 }  // namespace
 
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   try {
     std::string model, target = "x86", out;
     bool verify = false, reorder = true;
+    long long min_parallel_work = -1;
     nlohmann::json pre = nlohmann::json::object();
     cli::Args args(argc, argv, kUsage);
     while (args.next()) {
@@ -43,6 +48,8 @@ int main(int argc, char** argv) {
         pre["std"] = args.doubles_value(3);
       else if (args.is("--resize-shorter"))
         pre["resize_shorter"] = args.int_value(0);
+      else if (args.is("--min-parallel-work"))
+        min_parallel_work = args.int_value(0);
       else if (args.is("--no-reorder"))
         reorder = false;
       else if (args.is_option())
@@ -59,6 +66,7 @@ int main(int argc, char** argv) {
     opt.target = target;
     opt.out_dir = out;
     opt.plan.reorder_filters = reorder;
+    opt.min_parallel_work = min_parallel_work;
     if (!pre.empty()) opt.preprocess = pre;
     const deploy::CompileResult c = deploy::compile_model(m, model, opt);
     std::printf("generated %zu files in %s (target %s, %d pattern kernels, weights %lld bytes)\n",

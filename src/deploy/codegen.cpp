@@ -704,6 +704,127 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
 // kernels of all masks form one list (small_map_records: the mask is in the gathered offset), so
 // its loop has one exit; per-mask loops of ~15 kernels mispredicted twice per mask. Per filter
 // the lanes of each pixel are summed at the end.
+std::string hex_mask(uint32_t m) {
+  std::ostringstream s;
+  s << "0x" << std::hex << std::uppercase << m;
+  return s.str();
+}
+
+// The small-map gather in vector code (Target::perm2z, 16 lanes): the (pixel, tap) lanes of one
+// gathered vector, over every mask, lie within 32 floats of the channel's plane, so two masked
+// loads of that window and one two-source permute per mask replace 16 scalar copies each.
+// Returns false, writing nothing, where a window would be wider.
+bool emit_small_map_gather_vec(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                               int L) {
+  const int V = t.vec, nv = L / V, npx = op.h * op.w;
+  if (t.perm2z.empty() || V != 16) return false;
+  std::vector<std::vector<Tap>> taps;
+  for (uint16_t m : op.plan.masks) taps.push_back(mask_taps(m, op.k));
+  // Offset in the plane of lane l of vector j for one mask's taps; -1 for a padding lane.
+  auto lane_offset = [&](int j, int l, const std::vector<Tap>& tm) -> int64_t {
+    const int px = (j * V + l) / 4;
+    if (px >= npx) return -1;
+    for (const Tap& tp : tm)
+      if (tp.j == l % 4) return (px / op.w + tp.dy) * gi.rs + px % op.w + tp.dx + gi.org;
+    return -1;
+  };
+  std::vector<int64_t> lo(static_cast<size_t>(nv), INT64_MAX), hi(static_cast<size_t>(nv), -1);
+  for (int j = 0; j < nv; ++j)
+    for (const std::vector<Tap>& tm : taps)
+      for (int l = 0; l < V; ++l)
+        if (const int64_t o = lane_offset(j, l, tm); o >= 0) {
+          lo[static_cast<size_t>(j)] = std::min(lo[static_cast<size_t>(j)], o);
+          hi[static_cast<size_t>(j)] = std::max(hi[static_cast<size_t>(j)], o);
+        }
+  for (int j = 0; j < nv; ++j)
+    if (hi[static_cast<size_t>(j)] - lo[static_cast<size_t>(j)] >= 2 * V) return false;
+  for (int j = 0; j < nv; ++j) {
+    const int64_t base = lo[static_cast<size_t>(j)] - gi.org;  // relative to ic, like the taps
+    const int span = static_cast<int>(hi[static_cast<size_t>(j)] - lo[static_cast<size_t>(j)] + 1);
+    os << "      {\n        const " << t.vtype << " w0 = "
+       << spell(t.mask_loadu, {hex_mask((1u << std::min(span, V)) - 1), cat("ic + ", base)})
+       << ";\n";
+    os << "        const " << t.vtype << " w1 = "
+       << (span > V
+               ? spell(t.mask_loadu, {hex_mask((1u << (span - V)) - 1), cat("ic + ", base + V)})
+               : std::string("w0"))
+       << ";\n";
+    for (size_t m = 0; m < taps.size(); ++m) {
+      std::vector<int64_t> idx(static_cast<size_t>(V), 0);
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l)
+        if (const int64_t o = lane_offset(j, l, taps[m]); o >= 0) {
+          idx[static_cast<size_t>(l)] = o - lo[static_cast<size_t>(j)];
+          valid |= 1u << l;
+        }
+      os << "        "
+         << spell(t.store, {cat("g + ", static_cast<int64_t>(m) * L + j * V),
+                            spell(t.perm2z,
+                                  {"w0", spell(t.idx16, {array_lit(idx)}), "w1", hex_mask(valid)})})
+         << ";\n";
+    }
+    os << "      }\n";
+  }
+  return true;
+}
+
+// The small-map epilogue in vector code (Target::shuf, 16 lanes, at most 4 vectors): each
+// pixel's 4 tap lanes summed by two rounds of in-lane shuffles and adds in the scalar loop's
+// order ((l0 + l1) + (l2 + l3)), the pixels put in order by one permute, then bias, activation
+// and one masked store per map row: the same floats as the scalar loop. False where it does not
+// apply.
+bool emit_small_map_epilogue_vec(std::ostream& os, const Target& t, const Op& op, const Geom& go,
+                                 const std::vector<std::string>& sums, const std::string& bias,
+                                 const std::string& in3) {
+  const int V = t.vec;
+  if (t.shuf.empty() || V != 16 || sums.size() > 4) return false;
+  std::vector<std::string> s(4, t.zero);
+  for (size_t v = 0; v < sums.size(); ++v) {
+    os << in3 << "const " << t.vtype << " s" << v << " = " << sums[v] << ";\n";
+    s[v] = cat("s", v);
+  }
+  auto pair_sums = [&](const std::string& a, const std::string& b) {
+    return spell(t.add, {spell(t.shuf, {a, b, "0x88"}), spell(t.shuf, {a, b, "0xDD"})});
+  };
+  os << in3 << "const " << t.vtype << " u0 = " << pair_sums(s[0], s[1]) << ";\n";
+  os << in3 << "const " << t.vtype << " u1 = " << pair_sums(s[2], s[3]) << ";\n";
+  // Lane 4k + j of the second round holds pixel 4j + k.
+  std::vector<int64_t> order(static_cast<size_t>(V));
+  for (int q = 0; q < V; ++q) order[static_cast<size_t>(q)] = 4 * (q % 4) + q / 4;
+  os << in3 << t.vtype << " o = "
+     << spell(t.add, {spell(t.set1, {bias}),
+                      spell(t.perm, {spell(t.idx16, {array_lit(order)}), pair_sums("u0", "u1")})})
+     << ";\n";
+  if (op.act != Act::None) os << in3 << "o = " << spell(t.max, {"o", t.zero}) << ";\n";
+  if (op.act == Act::ReLU6)
+    os << in3 << "o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
+  os << in3 << "float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  for (int y = 0; y < op.h; ++y)
+    os << in3
+       << spell(t.mask_storeu, {cat("ob + ", int64_t{y} * (go.rs - op.w)),
+                                hex_mask(((1u << op.w) - 1) << (y * op.w)), "o"})
+       << ";\n";
+  return true;
+}
+
+// The scalar epilogue: the lanes through memory, each pixel's 4 lanes summed one by one.
+void emit_small_map_epilogue(std::ostream& os, const Target& t, const Op& op, const Geom& go,
+                             const std::vector<std::string>& sums, const std::string& bias,
+                             const std::string& in3) {
+  const int V = t.vec;
+  os << in3 << "alignas(64) float lanes[" << sums.size() * static_cast<size_t>(V) << "];\n";
+  for (size_t v = 0; v < sums.size(); ++v)
+    os << in3 << spell(t.store, {cat("lanes + ", v * static_cast<size_t>(V)), sums[v]}) << ";\n";
+  os << in3 << "const float bias = " << bias << ";\n";
+  os << in3 << "float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  os << in3 << "for (int y = 0; y < " << op.h << "; ++y)\n";
+  os << in3 << "  for (int x = 0; x < " << op.w << "; ++x) {\n";
+  os << in3 << "    const float* l = lanes + (y * " << op.w << " + x) * 4;\n";
+  os << in3 << "    ob[y * " << go.rs << " + x] = pc_act(bias + ((l[0] + l[1]) + (l[2] + l[3])), "
+     << act_code(op.act) << ");\n";
+  os << in3 << "  }\n";
+}
+
 void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                     size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
@@ -734,7 +855,8 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
   os << "    PC_OMP_FOR_IN\n    for (int c = 0; c < " << op.in_c << "; ++c) {\n";
   os << "      const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
   os << "      float* g = pk + (long)c * " << M * L << ";\n";
-  for (int m = 0; m < M; ++m) {
+  const bool vec_gather = emit_small_map_gather_vec(os, t, op, gi, L);
+  for (int m = 0; m < M && !vec_gather; ++m) {
     const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
     os << "      for (int y = 0; y < " << op.h << "; ++y)\n        for (int x = 0; x < " << op.w
        << "; ++x) {\n";
@@ -768,20 +890,15 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
     os << in3 << "  }\n";
   }
   os << in3 << "}\n";
-  os << in3 << "alignas(64) float lanes[" << L << "];\n";
+  std::vector<std::string> sums;
   for (int v = 0; v < nv; ++v) {
     std::string sum = cat("a0_", v);
     for (int u = 1; u < U; ++u) sum = spell(t.add, {sum, cat("a", u, "_", v)});
-    os << in3 << spell(t.store, {cat("lanes + ", v * V), sum}) << ";\n";
+    sums.push_back(sum);
   }
-  os << in3 << "const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
-  os << in3 << "float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
-  os << in3 << "for (int y = 0; y < " << op.h << "; ++y)\n";
-  os << in3 << "  for (int x = 0; x < " << op.w << "; ++x) {\n";
-  os << in3 << "    const float* l = lanes + (y * " << op.w << " + x) * 4;\n";
-  os << in3 << "    ob[y * " << go.rs << " + x] = pc_act(bias + ((l[0] + l[1]) + (l[2] + l[3])), "
-     << act_code(op.act) << ");\n";
-  os << in3 << "  }\n";
+  const std::string bias = cat("pc_f(wts[", P.boff[i], " + p])");
+  const bool vec_epilogue = emit_small_map_epilogue_vec(os, t, op, go, sums, bias, in3);
+  if (!vec_epilogue) emit_small_map_epilogue(os, t, op, go, sums, bias, in3);
   os << "    }\n  }\n}\n\n";
   res.layers.push_back({{"op", i},
                         {"name", op.name},
@@ -789,7 +906,9 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
                         {"kind", "sparse_small_map"},
                         {"masks", M},
                         {"vectors_per_kernel", nv},
-                        {"accumulator_sets", U}});
+                        {"accumulator_sets", U},
+                        {"vector_gather", vec_gather},
+                        {"vector_epilogue", vec_epilogue}});
 }
 
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
@@ -847,6 +966,30 @@ void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, cons
       {{"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}});
 }
 
+// An op's work in MAC-equivalents, for the threading decision (Target::min_parallel_work): MACs
+// for convs (non-zero ones for pruned layers) and linears; 8 per input element for the
+// data-movement ops (pools, adds, affine, activations, the input copy), which move about 5-8
+// elements in the time a conv does 40 MACs here.
+int64_t op_work(const DeployModel& dm, size_t i) {
+  const Op& op = dm.ops[i];
+  switch (op.type) {
+    case OpType::Conv:
+      return op.plan.nonzero_macs;
+    case OpType::Linear:
+      return static_cast<int64_t>(op.c) * static_cast<int64_t>(op.weight.size() / op.c);
+    case OpType::Input:
+      return 8 * static_cast<int64_t>(op.c) * op.h * op.w;
+    default: {
+      int64_t e = 0;
+      for (int x : op.inputs) {
+        const Op& s = dm.ops[static_cast<size_t>(x)];
+        e += static_cast<int64_t>(s.c) * s.h * s.w;
+      }
+      return 8 * e;
+    }
+  }
+}
+
 }  // namespace
 
 std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan& P,
@@ -859,6 +1002,12 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   // Layers.
   std::vector<std::string> calls, layer_names;
   std::vector<int> layer_ops;
+  // Ops below min_parallel_work run on the calling thread: pc_set_threads where that changes.
+  auto serial = [&](size_t i) {
+    return t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work;
+  };
+  bool serial_now = serial(0);
+  nlohmann::json serial_ops = nlohmann::json::array();
   for (size_t i = 1; i < dm.ops.size(); ++i) {
     const Op& op = dm.ops[i];
     if (op.type == OpType::Flatten) continue;
@@ -931,6 +1080,11 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     const int k = static_cast<int>(layer_names.size());
     layer_names.push_back(op.name);
     layer_ops.push_back(static_cast<int>(i));
+    if (serial(i) != serial_now) {
+      serial_now = !serial_now;
+      calls.push_back(serial_now ? "  pc_set_threads(1);" : "  pc_set_threads(pc_threads);");
+    }
+    if (serial_now) serial_ops.push_back(op.name);
     calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
     if (!P.geom[i].flat) calls.push_back(cat("  ", zero_border_call(P.geom[i], out), ";"));
@@ -984,10 +1138,14 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << "  if (!m || !input || !output) return 1;\n";
   os << "  float* A = m->arena;\n  const uint32_t* W = m->weights;\n  (void)W;\n";
   os << "#ifdef PC_LAYER_TIMES\n  double pc_t0 = 0;\n#endif\n";
+  os << "  const int pc_threads = pc_max_threads();\n  (void)pc_threads;\n";
+  if (serial(0)) os << "  pc_set_threads(1);\n";
   const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
   os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
   if (!gin.flat) os << "  " << zero_border_call(gin, in_buf) << ";\n";
   for (const std::string& c : calls) os << c << "\n";
+  if (serial_now) os << "  pc_set_threads(pc_threads);\n";
+  res.one_thread_ops = serial_ops;
   os << "  pc_get(A + " << P.slot_off[static_cast<size_t>(P.slot[static_cast<size_t>(dm.output)])]
      << ", " << geom_lit(gout) << ", output);\n";
   os << "  return 0;\n}\n";

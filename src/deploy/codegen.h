@@ -31,6 +31,8 @@ struct GenResult {
   int64_t arena_floats = 0;
   int pattern_kernels = 0;  // pattern loop bodies emitted (one per tile variant x mask)
   nlohmann::json layers = nlohmann::json::array();  // per op: function, kind, tile, slot
+  // Ops that run on the calling thread (below Target::min_parallel_work), by name.
+  nlohmann::json one_thread_ops = nlohmann::json::array();
 };
 
 GenResult generate(const DeployModel& dm, const Target& t, const std::string& out_dir);

@@ -58,7 +58,14 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 #define PC_OMP_PARALLEL _Pragma("omp parallel")
 #define PC_OMP_FOR_CYCLIC_IN _Pragma("omp for schedule(static, 1)")
 #define PC_OMP_FOR_IN _Pragma("omp for schedule(static)")
+#include <omp.h>
+// pconv_run runs the ops below the generator's min_parallel_work on the calling thread and
+// restores the caller's thread count after them.
+static inline int pc_max_threads() { return omp_get_max_threads(); }
+static inline void pc_set_threads(int n) { omp_set_num_threads(n); }
 #else
+static inline int pc_max_threads() { return 1; }
+static inline void pc_set_threads(int) {}
 #define PC_OMP_FOR
 #define PC_OMP_FOR_CYCLIC
 #define PC_OMP_PARALLEL
@@ -635,6 +642,11 @@ int main(int argc, char** argv) {
   for (int i = 0; i < std::min(5, k); ++i) std::printf(" %d (%.5g)", idx[(size_t)i], y[(size_t)idx[(size_t)i]]);
   std::printf("\nlatency_ms median %.4f min %.4f max %.4f over %d runs\n", ms[ms.size() / 2], ms.front(),
               ms.back(), repeat);
+#ifdef _OPENMP
+  std::printf("threads %d\n", omp_get_max_threads());  // what pconv_run left set
+#else
+  std::printf("threads 1\n");
+#endif
   if (out_path) {
     FILE* f = std::fopen(out_path, "wb");
     if (!f || std::fwrite(y.data(), 4, (size_t)k, f) != (size_t)k) {

@@ -45,6 +45,7 @@ CompileResult compile_model(const ModelFile& m, const std::string& name,
                             const CompileOptions& opt) {
   CompileResult r;
   r.target = target_by_name(opt.target);
+  if (opt.min_parallel_work >= 0) r.target.min_parallel_work = opt.min_parallel_work;
   r.ir = lower(m, name);
   r.ir.model_name = name;
   r.ir.preprocess = checked_preprocess(m, name, opt.preprocess);
@@ -57,6 +58,8 @@ CompileResult compile_model(const ModelFile& m, const std::string& name,
   j["target"] = r.target.name;
   j["generated"] = {{"layers", r.gen.layers},
                     {"pattern_kernels", r.gen.pattern_kernels},
+                    {"min_parallel_work", r.target.min_parallel_work},
+                    {"one_thread_ops", r.gen.one_thread_ops},
                     {"arena_bytes", r.gen.arena_floats * 4},
                     {"weight_bytes", r.gen.weight_words * 4}};
   f << j.dump(1) << "\n";

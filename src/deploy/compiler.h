@@ -15,6 +15,8 @@ struct CompileOptions {
   std::string target = "x86";
   std::string out_dir;
   PlanOptions plan;
+  // Target::min_parallel_work for this compile; negative = the target's default.
+  int64_t min_parallel_work = -1;
   bool print_table = true;
   // Overrides the model's meta "input" (keys size, resize_shorter, mean, std); null = keep it.
   nlohmann::json preprocess;

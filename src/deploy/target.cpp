@@ -27,6 +27,7 @@ Target target_by_name(const std::string& name) {
   if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_MIN_PARALLEL_WORK")) t.min_parallel_work = std::atoll(e);
   return t;
 }
 
@@ -87,6 +88,12 @@ static Target target_table(const std::string& name) {
         "_mm512_castps_si512($0), 1))";
     t.bcast4 = "_mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(pc_fp($0)))";
     t.add = "_mm512_add_ps($0, $1)";
+    t.perm2z = "_mm512_maskz_permutex2var_ps($3, $0, $1, $2)";
+    t.perm = "_mm512_maskz_permutexvar_ps(0xFFFF, $0, $1)";  // maskz: as max, no GCC 12 warning
+    t.shuf = "_mm512_shuffle_ps($0, $1, $2)";
+    t.idx16 = "_mm512_setr_epi32($0)";
+    t.mask_loadu = "_mm512_maskz_loadu_ps($0, $1)";
+    t.mask_storeu = "_mm512_mask_storeu_ps($0, $1, $2)";
     t.cflags = "-O3 -mavx512f -mavx2 -mfma";
     t.asm_fma = "vfmadd";
     return t;

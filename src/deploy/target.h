@@ -23,6 +23,12 @@ struct Target {
   // Filter blocks of the pattern convs: the bytes of L1 their tile buffer may take (0: one
   // filter at a time with its tile in registers). See SparseSchedule in codegen_internal.h.
   int64_t block_acc_bytes = 0;
+  // Threading (CPU targets): an op whose work (op_work in codegen.cpp: MACs, or 8 per element for
+  // data-movement ops) is below this runs on the calling thread whatever the thread count. On the
+  // 2-core machines measured here (docs/deploy.md) two threads lost on every op of VGG-16/CIFAR
+  // (at most 1.9 M non-zero MACs a layer): half of each layer's input sits in the other core's
+  // cache. They gain on every op of VGG-16/224 (at least 66 M). 0 threads every op.
+  int64_t min_parallel_work = 8'000'000;
   std::string include;  // header line(s) for the intrinsics
   std::string vtype;    // vector type
   // Spellings with $0, $1, $2 as operands.
@@ -40,8 +46,14 @@ struct Target {
   // group of 4 lanes, and a vector add (AVX-512, AVX2). Empty: the row kernel on small maps too.
   std::string bcast4, add;
   int small_map_pixels = 16;  // maps of at most this many pixels use it
-  std::string bits2f;         // uint32 bits $0 -> float
-  std::string cflags;         // compile flags for the generated CMakeLists.txt
+  // Its gather and epilogue in vector code (AVX-512; empty: scalar loops): perm2z = lanes of
+  // ($0, $2) picked by index vector $1, zeroed outside mask $3; perm = one-source permute (index
+  // $0, $1); shuf = in-lane shuffle ($0, $1, immediate $2); idx16 = index vector of the 16 ints
+  // in $0; mask_loadu / mask_storeu = masked unaligned load (mask $0, pointer $1) / store
+  // (pointer $0, mask $1, value $2).
+  std::string perm2z, perm, shuf, idx16, mask_loadu, mask_storeu;
+  std::string bits2f;   // uint32 bits $0 -> float
+  std::string cflags;   // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")
 };
 

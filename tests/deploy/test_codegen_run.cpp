@@ -2,6 +2,7 @@
 // end on every target available here, golden structure of the emitted code, the fmla check.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,9 @@ void check_target(const ModelFile& m, const std::string& name, const std::string
   opt.target = target;
   opt.out_dir = work_dir(name + "-" + target);
   opt.print_table = false;
+  // Every op threaded: these models are small enough that the default would run them all on
+  // one thread, and the threaded loops are what can go wrong.
+  opt.min_parallel_work = 0;
   const CompileResult c = compile_model(m, name, opt);
   const VerifyReport r = verify_generated(m, c, samples, 11);
   EXPECT_TRUE(r.ok) << name << " on " << target << ": " << r.message;
@@ -118,6 +122,32 @@ TEST(DeployRun, FilterBlocksAvx512) {
   EXPECT_GT(block["c3"], 0);  // 14x14 from 37
   EXPECT_GT(block["r3"], 0);
   EXPECT_EQ(block.count("r1"), 0u);  // 3 input channels: the per-filter kernel
+}
+
+// Small maps (4x4, 3x3, 2x2) with each activation the small-map epilogue applies (ReLU6, none,
+// ReLU), on the vector gather and epilogue (avx512) and the scalar ones (avx2).
+ModelFile small_map_model(uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 6, 4, 4);
+  x = g.relu6("r1", g.batch_norm("b1", g.conv("c1", x, conv(20, 3, 1))));  // 4x4
+  x = g.conv("c2", x, conv(18, 3, 1));                                     // 4x4, no activation
+  x = g.max_pool("p1", x, PoolAttrs{2, 1, 0});                             // 3x3
+  x = g.relu6("r3", g.conv("c3", x, conv(17, 3, 1)));
+  x = g.max_pool("p2", x, PoolAttrs{2, 1, 0});  // 2x2
+  x = g.relu("r4", g.conv("c4", x, conv(19, 3, 1)));
+  x = g.flatten("f", x);
+  g.linear("fc", x, LinearAttrs{6, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 2.0, false);
+  return m;
+}
+
+TEST(DeployRun, SmallMapActivationsAvx512AndAvx2) {
+  const ModelFile m = small_map_model(8);
+  if (host_has_avx512()) check_target(m, "smallmap", "avx512");
+  check_target(m, "smallmap", "avx2");
 }
 
 TEST(DeployRun, PrunedResNet20X86) {
@@ -214,6 +244,12 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
     EXPECT_EQ(kind["r6"], "sparse_small_map");  // 3x3 map
     EXPECT_EQ(kind["r7"], "sparse_small_map");  // 2x2 map
     EXPECT_EQ(kind["r5"], "sparse");            // 7x6 = 42 pixels
+    // AVX-512 gathers with permutes and sums each pixel's lanes with shuffles; AVX2 in scalar.
+    for (const auto& L : c.gen.layers)
+      if (L["kind"] == "sparse_small_map") {
+        EXPECT_EQ(L["vector_gather"], target == "avx512") << L["name"];
+        EXPECT_EQ(L["vector_epilogue"], target == "avx512") << L["name"];
+      }
     std::ifstream f(opt.out_dir + "/pconv_model.cpp");
     std::stringstream ss;
     ss << f.rdbuf();
@@ -226,6 +262,72 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
     // vector a side: 16 floats on avx512, 8 on avx2).
     EXPECT_NE(ss.str().find("pc_zero_border_k" + margin), std::string::npos);
   }
+}
+
+// Ops below min_parallel_work run on the calling thread: by default every op of this small model;
+// with the bar between the convs' MAC counts, the heaviest conv alone stays threaded, the code
+// still matches both oracles, and pconv_run leaves the caller's thread count as it found it.
+TEST(DeployCodegen, SmallOpsRunOnTheCallingThread) {
+  const ModelFile m = wide_residual_model(4);
+  auto compile = [&](const std::string& dir, int64_t bar) {
+    CompileOptions opt;
+    opt.target = "x86";
+    opt.out_dir = work_dir(dir);
+    opt.print_table = false;
+    opt.min_parallel_work = bar;
+    return compile_model(m, "threads", opt);
+  };
+  auto folder = [](const CompileResult& c) {
+    return c.gen.files.front().substr(0, c.gen.files.front().rfind('/'));
+  };
+  auto source = [&](const CompileResult& c) {
+    std::ifstream f(folder(c) + "/pconv_model.cpp");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  auto count = [](const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+    return n;
+  };
+  const CompileResult all = compile("threads-default", -1);
+  EXPECT_EQ(all.gen.one_thread_ops.size(), all.gen.layers.size() + 3);  // + add, gap, fc
+  std::string src = source(all);
+  EXPECT_EQ(count(src, "pc_set_threads(1);"), 1u);
+  EXPECT_EQ(count(src, "pc_set_threads(pc_threads);"), 1u);
+
+  int64_t top = 0, next = 0;
+  std::string heaviest;
+  for (const Op& op : all.ir.ops)
+    if (op.type == OpType::Conv) {
+      if (op.plan.nonzero_macs > top) {
+        next = top;
+        top = op.plan.nonzero_macs;
+        heaviest = op.name;
+      } else {
+        next = std::max(next, op.plan.nonzero_macs);
+      }
+    }
+  ASSERT_GT(top, next);
+  const CompileResult mixed = compile("threads-mixed", next + 1);
+  std::vector<std::string> one;
+  for (const auto& n : mixed.gen.one_thread_ops) one.push_back(n.get<std::string>());
+  EXPECT_EQ(std::count(one.begin(), one.end(), heaviest), 0);
+  EXPECT_EQ(std::count(one.begin(), one.end(), "fc"), 1);
+  src = source(mixed);
+  EXPECT_GE(count(src, "pc_set_threads(1);"), 1u);
+  EXPECT_GE(count(src, "pc_set_threads(pc_threads);"), 1u);
+  const VerifyReport r = verify_generated(m, mixed, 2, 5);
+  EXPECT_TRUE(r.ok) << r.message;
+  const std::string dir = folder(mixed);
+  std::string out;
+  ASSERT_EQ(run_command(dir + "/build/runner " + dir + "/weights.bin --input " + dir +
+                            "/verify_input.f32 --repeat 3 --threads 3",
+                        &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("\nthreads 3\n"), std::string::npos) << out;
 }
 
 TEST(DeployCodegen, NeonAssemblyHoldsFmla) {

@@ -21,8 +21,9 @@ const char kUsage[] =
     "  --std R,G,B     pixels; default: what the model file records (pconv-train writes it)\n"
     "  --resize-shorter N  resize an image's shorter side to N and centre-crop (ImageNet\n"
     "                  style); 0 resizes the whole image to the input size\n"
-    "  --min-parallel-work N  ops with less work (MACs; 8 per element for pools and\n"
-    "                  other data movement) run on one thread; 0 threads every op\n"
+    "  --min-parallel-work N  ops with less work (MACs; 16 per element for linear\n"
+    "                  weights, pools and other data movement) run on one thread;\n"
+    "                  0 threads every op\n"
     "                  (default 8000000, measured on 2 cores: docs/deploy.md)\n"
     "  --no-reorder    keep the filter order (for debugging the reorder pass)\n";
 }  // namespace

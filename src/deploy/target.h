@@ -23,11 +23,12 @@ struct Target {
   // Filter blocks of the pattern convs: the bytes of L1 their tile buffer may take (0: one
   // filter at a time with its tile in registers). See SparseSchedule in codegen_internal.h.
   int64_t block_acc_bytes = 0;
-  // Threading (CPU targets): an op whose work (op_work in codegen.cpp: MACs, or 8 per element for
-  // data-movement ops) is below this runs on the calling thread whatever the thread count. On the
-  // 2-core machines measured here (docs/deploy.md) two threads lost on every op of VGG-16/CIFAR
-  // (at most 1.9 M non-zero MACs a layer): half of each layer's input sits in the other core's
-  // cache. They gain on every op of VGG-16/224 (at least 66 M). 0 threads every op.
+  // Threading (CPU targets): an op whose work (op_work in codegen.cpp: MACs, or 16 per element
+  // streamed: linear weights, pool inputs) is below this runs on the calling thread whatever the
+  // thread count. On the 2-core machines measured here (docs/deploy.md) two threads lost on every
+  // op of VGG-16/CIFAR (at most 1.9 M non-zero MACs a layer): half of each layer's input sits in
+  // the other core's cache. They gain on VGG-16/224's convs (at least 66 M) and on its large
+  // pools and linears. 0 threads every op.
   int64_t min_parallel_work = 8'000'000;
   std::string include;  // header line(s) for the intrinsics
   std::string vtype;    // vector type

@@ -696,14 +696,7 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
   res.layers.push_back(sparse_record(i, op.name, fn, M, R, T, B, V));
 }
 
-// Maps of a few pixels (2x2, 4x4): vectorising along a row wastes most lanes, so the lanes hold
-// (pixel, tap) pairs instead. Each input channel is first gathered once per mask into a vector of
-// P*4 lanes (pixel-major, the mask's 4 taps innermost; zero padding comes from the borders); a kept
-// kernel is then nv aligned loads, one 128-bit broadcast of its 4 weights (which repeat every 4
-// lanes) and nv FMAs, with U interleaved accumulator sets hiding the FMA latency. A filter's
-// kernels of all masks form one list (small_map_records: the mask is in the gathered offset), so
-// its loop has one exit; per-mask loops of ~15 kernels mispredicted twice per mask. Per filter
-// the lanes of each pixel are summed at the end.
+// A lane-mask literal for generated code.
 std::string hex_mask(uint32_t m) {
   std::ostringstream s;
   s << "0x" << std::hex << std::uppercase << m;
@@ -825,6 +818,15 @@ void emit_small_map_epilogue(std::ostream& os, const Target& t, const Op& op, co
   os << in3 << "  }\n";
 }
 
+// Maps of a few pixels (2x2, 4x4): vectorising along a row wastes most lanes, so the lanes hold
+// (pixel, tap) pairs instead. Each input channel is first gathered once per mask into a vector of
+// P*4 lanes (pixel-major, the mask's 4 taps innermost; zero padding comes from the borders); a kept
+// kernel is then nv aligned loads, one 128-bit broadcast of its 4 weights (which repeat every 4
+// lanes) and nv FMAs, with U interleaved accumulator sets hiding the FMA latency. A filter's
+// kernels of all masks form one list (small_map_records: the mask is in the gathered offset), so
+// its loop has one exit; per-mask loops of ~15 kernels mispredicted twice per mask. Per filter
+// the lanes of each pixel are summed at the end. The gather and that sum are vector code where
+// the target spells the permutes (AVX-512: the two functions above), scalar loops elsewhere.
 void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                     size_t i, GenResult& res) {
   const Op& op = dm.ops[i];

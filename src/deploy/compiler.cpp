@@ -58,10 +58,12 @@ CompileResult compile_model(const ModelFile& m, const std::string& name,
   j["target"] = r.target.name;
   j["generated"] = {{"layers", r.gen.layers},
                     {"pattern_kernels", r.gen.pattern_kernels},
-                    {"min_parallel_work", r.target.min_parallel_work},
-                    {"one_thread_ops", r.gen.one_thread_ops},
                     {"arena_bytes", r.gen.arena_floats * 4},
                     {"weight_bytes", r.gen.weight_words * 4}};
+  if (r.target.family != "opencl") {  // CPU threading (docs/deploy.md, Threads)
+    j["generated"]["min_parallel_work"] = r.target.min_parallel_work;
+    j["generated"]["one_thread_ops"] = r.gen.one_thread_ops;
+  }
   f << j.dump(1) << "\n";
   r.gen.files.push_back(aj);
   if (opt.print_table) std::fputs(analysis_table(r.ir).c_str(), stdout);

@@ -148,15 +148,18 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
       if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
     }
-  // The small-map kernel gathers (channel, mask) -> (pixel, tap) vectors here.
-  for (size_t i = 0; i < n; ++i)
-    if (use_small_map(dm.ops[i], t))
-      scratch = std::max<int64_t>(scratch, (static_cast<int64_t>(dm.ops[i].in_c) *
-                                                static_cast<int64_t>(dm.ops[i].plan.masks.size()) +
-                                            1) *
-                                               small_map_lanes(dm.ops[i], t));  // + zero vector
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
+  // The small-map kernels gather (channel, mask) -> (pixel, tap) vectors into a scratch of their
+  // own per thread (pconv_create allocates one for each thread it may run on).
+  for (size_t i = 0; i < n; ++i)
+    if (use_small_map(dm.ops[i], t))
+      P.gather_floats = std::max<int64_t>(
+          P.gather_floats, round_up((static_cast<int64_t>(dm.ops[i].in_c) *
+                                         static_cast<int64_t>(dm.ops[i].plan.masks.size()) +
+                                     1) *
+                                        small_map_lanes(dm.ops[i], t),  // + the zero vector
+                                    16));
   // Weight sections, each 64-byte aligned.
   auto put = [&](const void* data, size_t words) {
     const int64_t at = static_cast<int64_t>(P.words.size());
@@ -849,12 +852,14 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
      << " accumulator sets\n";
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
-        "float* PC_RESTRICT pk) {\n";
-  // The padding records' zero vector, after the gathered ones.
-  os << "  for (int l = 0; l < " << L << "; ++l) pk[" << int64_t{op.in_c} * M * L
-     << " + l] = 0.0f;\n";
+        "float* PC_RESTRICT gather) {\n";
+  // Each thread gathers every channel into its own scratch, so the filter loop reads only what
+  // this core wrote (docs/deploy.md, Threads); then the padding records' zero vector.
   os << "  PC_OMP_PARALLEL\n  {\n";
-  os << "    PC_OMP_FOR_IN\n    for (int c = 0; c < " << op.in_c << "; ++c) {\n";
+  os << "    float* PC_RESTRICT pk = gather + (long)pc_thread_num() * " << P.gather_floats << ";\n";
+  os << "    for (int l = 0; l < " << L << "; ++l) pk[" << int64_t{op.in_c} * M * L
+     << " + l] = 0.0f;\n";
+  os << "    for (int c = 0; c < " << op.in_c << "; ++c) {\n";
   os << "      const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
   os << "      float* g = pk + (long)c * " << M * L << ";\n";
   const bool vec_gather = emit_small_map_gather_vec(os, t, op, gi, L);
@@ -1006,11 +1011,16 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   // Layers.
   std::vector<std::string> calls, layer_names;
   std::vector<int> layer_ops;
-  // Ops below min_parallel_work run on the calling thread: pc_set_threads where that changes.
-  auto serial = [&](size_t i) {
-    return t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work;
+  // Threads per op, set by pc_set_threads where it changes: one for ops below
+  // min_parallel_work; the small-map convs at any size (each thread gathers its own copy of the
+  // input, so they scale where the other convs lose; at most the count pconv_create made room
+  // for); every thread otherwise.
+  auto threads_of = [&](size_t i) -> std::string {
+    if (dm.ops[i].type == OpType::Conv && use_small_map(dm.ops[i], t)) return "pc_gather_threads";
+    if (t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work) return "1";
+    return "pc_threads";
   };
-  bool serial_now = serial(0);
+  std::string threads_now = threads_of(0);
   nlohmann::json serial_ops = nlohmann::json::array();
   for (size_t i = 1; i < dm.ops.size(); ++i) {
     const Op& op = dm.ops[i];
@@ -1033,8 +1043,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
           case ConvKind::Sparse:
             if (use_small_map(op, t)) {
               emit_small_map(os, t, dm, P, i, res);
-              call =
-                  cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
+              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather)");
             } else {
               emit_sparse(os, t, dm, P, i, res);
               call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
@@ -1084,31 +1093,45 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     const int k = static_cast<int>(layer_names.size());
     layer_names.push_back(op.name);
     layer_ops.push_back(static_cast<int>(i));
-    if (serial(i) != serial_now) {
-      serial_now = !serial_now;
-      calls.push_back(serial_now ? "  pc_set_threads(1);" : "  pc_set_threads(pc_threads);");
+    if (threads_of(i) != threads_now) {
+      threads_now = threads_of(i);
+      calls.push_back(cat("  pc_set_threads(", threads_now, ");"));
     }
-    if (serial_now) serial_ops.push_back(op.name);
+    if (threads_now == "1") serial_ops.push_back(op.name);
     calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
+    if (threads_now == "pc_gather_threads") {  // its border is a few floats a channel
+      threads_now = "1";
+      calls.push_back("  pc_set_threads(1);");
+    }
     if (!P.geom[i].flat) calls.push_back(cat("  ", zero_border_call(P.geom[i], out), ";"));
     calls.push_back(cat("  PC_LAYER_END(", k, ");"));
   }
   const Geom& gin = P.geom[0];
   const Geom& gout = P.geom[static_cast<size_t>(dm.output)];
-  os << "struct pconv_model {\n  float* arena;\n  uint32_t* weights;\n};\n\n";
+  os << "struct pconv_model {\n  float* arena;\n  uint32_t* weights;\n"
+        "  float* gather;        // small-map gather scratch, PC_GATHER_FLOATS per thread\n"
+        "  int gather_threads;   // threads it has room for: the thread count at create\n};\n\n";
   os << "static const unsigned long long PC_WEIGHT_WORDS = " << P.words.size() << "ULL;\n";
   os << "static const unsigned long long PC_WEIGHT_SUM = " << weight_checksum(P.words) << "ULL;\n";
-  os << "static const unsigned long long PC_ARENA_FLOATS = " << P.arena_floats << "ULL;\n\n";
+  os << "static const unsigned long long PC_ARENA_FLOATS = " << P.arena_floats << "ULL;\n";
+  os << "static const unsigned long long PC_GATHER_FLOATS = " << P.gather_floats << "ULL;\n\n";
+  os << "void pconv_destroy(pconv_model* m) {\n  if (!m) return;\n  pc_free(m->arena);\n  "
+        "pc_free(m->gather);\n  pc_free(m->weights);\n  delete m;\n}\n\n";
   os << "pconv_model* pconv_create(const char* weights_path) {\n"
         "  uint32_t* w = pc_load_weights(weights_path, PC_WEIGHT_WORDS, PC_WEIGHT_SUM);\n"
         "  if (!w) return 0;\n"
         "  pconv_model* m = new pconv_model;\n"
         "  m->weights = w;\n"
         "  m->arena = pc_alloc_zero(PC_ARENA_FLOATS);\n"
+        "  m->gather_threads = pc_max_threads();\n"
+        "  m->gather = pc_alloc_zero(PC_GATHER_FLOATS * (unsigned long long)m->gather_threads);\n"
+        "  if (!m->arena || !m->gather) {\n"
+        "    std::fprintf(stderr, \"pconv_create: out of memory\\n\");\n"
+        "    pconv_destroy(m);\n"
+        "    return 0;\n"
+        "  }\n"
         "  return m;\n}\n\n";
-  os << "void pconv_destroy(pconv_model* m) {\n  if (!m) return;\n  pc_free(m->arena);\n  "
-        "pc_free(m->weights);\n  delete m;\n}\n\n";
   // Per-layer timing hook: compiled in with -DPC_LAYER_TIMES (cmake -DPCONV_LAYER_TIMES=ON), it
   // records each layer's wall time of the last pconv_run; otherwise it costs nothing.
   const size_t nl = layer_names.size();
@@ -1142,13 +1165,16 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << "  if (!m || !input || !output) return 1;\n";
   os << "  float* A = m->arena;\n  const uint32_t* W = m->weights;\n  (void)W;\n";
   os << "#ifdef PC_LAYER_TIMES\n  double pc_t0 = 0;\n#endif\n";
-  os << "  const int pc_threads = pc_max_threads();\n  (void)pc_threads;\n";
-  if (serial(0)) os << "  pc_set_threads(1);\n";
+  os << "  const int pc_threads = pc_max_threads();\n"
+        "  const int pc_gather_threads = pc_threads < m->gather_threads ? pc_threads : "
+        "m->gather_threads;\n"
+        "  (void)pc_gather_threads;\n";
+  if (threads_of(0) != "pc_threads") os << "  pc_set_threads(" << threads_of(0) << ");\n";
   const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
   os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
   if (!gin.flat) os << "  " << zero_border_call(gin, in_buf) << ";\n";
   for (const std::string& c : calls) os << c << "\n";
-  if (serial_now) os << "  pc_set_threads(pc_threads);\n";
+  if (threads_now != "pc_threads") os << "  pc_set_threads(pc_threads);\n";
   res.one_thread_ops = serial_ops;
   os << "  pc_get(A + " << P.slot_off[static_cast<size_t>(P.slot[static_cast<size_t>(dm.output)])]
      << ", " << geom_lit(gout) << ", output);\n";

@@ -63,9 +63,11 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 // restores the caller's thread count after them.
 static inline int pc_max_threads() { return omp_get_max_threads(); }
 static inline void pc_set_threads(int n) { omp_set_num_threads(n); }
+static inline int pc_thread_num() { return omp_get_thread_num(); }
 #else
 static inline int pc_max_threads() { return 1; }
 static inline void pc_set_threads(int) {}
+static inline int pc_thread_num() { return 0; }
 #define PC_OMP_FOR
 #define PC_OMP_FOR_CYCLIC
 #define PC_OMP_PARALLEL

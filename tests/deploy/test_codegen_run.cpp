@@ -150,6 +150,48 @@ TEST(DeployRun, SmallMapActivationsAvx512AndAvx2) {
   check_target(m, "smallmap", "avx2");
 }
 
+// The small-map convs gather into a scratch per thread, sized by pconv_create for the thread
+// count set then. A model created on one thread and run on three must keep to that scratch (ASan
+// would report the overflow) and give the same logits as one created on three.
+TEST(DeployRun, SmallMapScratchFollowsTheThreadCountAtCreate) {
+  if (std::system(
+          "echo 'int main(){}' | g++ -x c++ -fsanitize=address -o /dev/null - 2>/dev/null") != 0)
+    GTEST_SKIP() << "no AddressSanitizer runtime";
+  const ModelFile m = small_map_model(9);
+  CompileOptions opt;
+  opt.target = "x86";
+  opt.out_dir = work_dir("smallmap-threads");
+  opt.print_table = false;
+  compile_model(m, "smallmap", opt);
+  {
+    std::ofstream f(opt.out_dir + "/threads_driver.cpp");
+    f << "#include <omp.h>\n#include <cstdio>\n#include <vector>\n#include \"pconv_model.h\"\n"
+         "int main(int, char** argv) {\n"
+         "  std::vector<float> x(pconv_input_size(), 0.25f), a(pconv_output_size()), "
+         "b(pconv_output_size());\n"
+         "  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * (float)(i % 97) - 0.4f;\n"
+         "  omp_set_num_threads(1);\n  pconv_model* one = pconv_create(argv[1]);\n"
+         "  omp_set_num_threads(3);\n  pconv_model* three = pconv_create(argv[1]);\n"
+         "  if (!one || !three || pconv_run(one, x.data(), a.data()) || "
+         "pconv_run(three, x.data(), b.data())) return 2;\n"
+         "  for (size_t i = 0; i < a.size(); ++i) if (a[i] != b[i]) { std::printf(\"differ\\n\"); "
+         "return 1; }\n"
+         "  pconv_destroy(one);\n  pconv_destroy(three);\n  std::printf(\"same\\n\");\n  return "
+         "0;\n}\n";
+  }
+  std::string out;
+  ASSERT_EQ(run_command("cd " + opt.out_dir +
+                            " && g++ -std=c++17 -O1 -g -fopenmp -fsanitize=address -march=native "
+                            "threads_driver.cpp pconv_model.cpp -o threads_driver 2>&1",
+                        &out),
+            0)
+      << out;
+  EXPECT_EQ(run_command(opt.out_dir + "/threads_driver " + opt.out_dir + "/weights.bin 2>&1", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("same"), std::string::npos) << out;
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

@@ -1020,7 +1020,8 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     if (t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work) return "1";
     return "pc_threads";
   };
-  std::string threads_now = threads_of(0);
+  const std::string input_threads = threads_of(0);
+  std::string threads_now = input_threads;
   nlohmann::json serial_ops = nlohmann::json::array();
   for (size_t i = 1; i < dm.ops.size(); ++i) {
     const Op& op = dm.ops[i];
@@ -1169,7 +1170,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         "  const int pc_gather_threads = pc_threads < m->gather_threads ? pc_threads : "
         "m->gather_threads;\n"
         "  (void)pc_gather_threads;\n";
-  if (threads_of(0) != "pc_threads") os << "  pc_set_threads(" << threads_of(0) << ");\n";
+  if (input_threads != "pc_threads") os << "  pc_set_threads(" << input_threads << ");\n";
   const std::string in_buf = cat("A + ", P.slot_off[static_cast<size_t>(P.slot[0])]);
   os << "  pc_put(input, " << in_buf << ", " << geom_lit(gin) << ");\n";
   if (!gin.flat) os << "  " << zero_border_call(gin, in_buf) << ";\n";

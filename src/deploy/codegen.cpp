@@ -152,8 +152,13 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   P.arena_floats = off + round_up(scratch, 16);
   // The small-map kernels gather (channel, mask) -> (pixel, tap) vectors into a scratch of their
   // own per thread (pconv_create allocates one for each thread it may run on).
+  // The stationary form keeps one group's accumulators there instead.
   for (size_t i = 0; i < n; ++i)
-    if (use_small_map(dm.ops[i], t))
+    if (use_stationary(dm.ops[i], t))
+      P.gather_floats =
+          std::max<int64_t>(P.gather_floats, int64_t{stationary_schedule(dm.ops[i], t).per_group} *
+                                                 stationary_vectors(dm.ops[i], t) * t.vec);
+    else if (use_small_map(dm.ops[i], t))
       P.gather_floats = std::max<int64_t>(
           P.gather_floats, round_up((static_cast<int64_t>(dm.ops[i].in_c) *
                                          static_cast<int64_t>(dm.ops[i].plan.masks.size()) +
@@ -172,6 +177,11 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     if (op.type == OpType::Conv) {
       if (conv_kind(op) == ConvKind::Generic) {
         const std::vector<float> w = generic_conv_weight(dm, op);
+        P.woff[i] = put(w.data(), w.size());
+      } else if (use_stationary(op, t)) {
+        std::vector<int> counts;
+        std::vector<int64_t> starts;
+        const std::vector<uint32_t> w = stationary_records(op, t, &counts, &starts);
         P.woff[i] = put(w.data(), w.size());
       } else if (use_small_map(op, t)) {
         std::vector<int64_t> offsets;
@@ -249,6 +259,89 @@ std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
   return words;
 }
 
+int stationary_vectors(const Op& op, const Target& t) {
+  return (op.h * op.w + t.vec - 1) / t.vec;
+}
+
+bool use_stationary(const Op& op, const Target& t) {
+  if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
+      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
+    return false;
+  // Every tap's shifted copy of the channel stays in registers, beside an accumulator and the
+  // weights: taps x vectors of at most 24 of AVX-512's 32 registers (4 vectors, 8x8, for the 5
+  // taps of the 4 SCPs).
+  uint16_t all = 0;
+  for (uint16_t m : op.plan.masks) all |= m;
+  return popcount9(all) * stationary_vectors(op, t) <= 24;
+}
+
+StationarySchedule stationary_schedule(const Op& op, const Target& t) {
+  StationarySchedule s;
+  const int64_t fmax = std::max<int64_t>(
+      1, t.stationary_acc_bytes / (int64_t{stationary_vectors(op, t)} * t.vec * 4));
+  s.groups = static_cast<int>((op.c + fmax - 1) / fmax);
+  s.per_group = (op.c + s.groups - 1) / s.groups;  // equal groups
+  return s;
+}
+
+std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
+  std::vector<std::pair<int, int>> taps;  // (dy, dx)
+  for (uint16_t m : op.plan.masks)
+    for (const Tap& tp : mask_taps(m, op.k))
+      if (std::find(taps.begin(), taps.end(), std::make_pair(tp.dy, tp.dx)) == taps.end())
+        taps.push_back({tp.dy, tp.dx});
+  return taps;
+}
+
+int stationary_lists(const Op& op, const Target& t) {
+  return t.stationary_superset ? 1 : static_cast<int>(op.plan.masks.size());
+}
+
+std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
+                                         std::vector<int64_t>* group_start) {
+  const int M = stationary_lists(op, t), NM = static_cast<int>(op.plan.masks.size());
+  const std::vector<std::pair<int, int>> ut = stationary_taps(op);
+  const StationarySchedule S = stationary_schedule(op, t);
+  std::vector<uint32_t> words;
+  counts->assign(static_cast<size_t>(S.groups) * op.in_c * M, 0);
+  group_start->clear();
+  for (int g = 0; g < S.groups; ++g) {
+    group_start->push_back(static_cast<int64_t>(words.size()));
+    // (channel, mask) -> the group's records, filters ascending.
+    std::vector<std::vector<uint32_t>> per(static_cast<size_t>(op.in_c) * M);
+    for (int f = 0; f < S.per_group && g * S.per_group + f < op.c; ++f) {
+      const int p = g * S.per_group + f;
+      const uint32_t* r = op.plan.words.data() + op.plan.filter_offset[static_cast<size_t>(p)];
+      for (int m = 0; m < NM; ++m) {
+        const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+        const int nt = static_cast<int>(mt.size());
+        for (int n = op.plan.counts[static_cast<size_t>(p) * NM + m]; n > 0; --n, r += nt + 1) {
+          std::vector<uint32_t>& v = per[static_cast<size_t>(r[0]) * M + (M == 1 ? 0 : m)];
+          v.push_back(static_cast<uint32_t>(f * stationary_vectors(op, t) * t.vec));
+          if (M > 1) {
+            v.insert(v.end(), r + 1, r + 1 + nt);
+            continue;
+          }
+          for (auto [dy, dx] : ut) {  // the union's taps, +0.0f where the mask has none
+            uint32_t w = 0;
+            for (const Tap& tp : mt)
+              if (tp.dy == dy && tp.dx == dx) w = r[1 + tp.j];
+            v.push_back(w);
+          }
+        }
+      }
+    }
+    for (size_t k = 0; k < per.size(); ++k) {
+      const int nt = M == 1 ? static_cast<int>(ut.size())
+                            : popcount9(op.plan.masks[k % static_cast<size_t>(M)]);
+      (*counts)[static_cast<size_t>(g) * per.size() + k] =
+          static_cast<int>(per[k].size()) / (nt + 1);
+      words.insert(words.end(), per[k].begin(), per[k].end());
+    }
+  }
+  return words;
+}
+
 SparseSchedule sparse_schedule(const Op& op, const Target& t) {
   SparseSchedule s;
   const int nvec = static_cast<int>((op.w + t.vec - 1) / t.vec);
@@ -314,7 +407,7 @@ std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& 
 
 bool use_blocks(const Op& op, const Target& t) {
   return op.type == OpType::Conv && conv_kind(op) == ConvKind::Sparse && !use_small_map(op, t) &&
-         sparse_schedule(op, t).F > 0;
+         !use_stationary(op, t) && sparse_schedule(op, t).F > 0;
 }
 
 std::vector<Tap> mask_taps(uint16_t mask, int K) {
@@ -918,6 +1011,153 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
                         {"vector_epilogue", vec_epilogue}});
 }
 
+// The channel-stationary form of the small-map kernel, for maps whose pixels fit one vector (4x4,
+// 3x3): lanes are pixels. Per filter group (its accumulators, one vector a filter, in the
+// per-thread scratch, so they stay in L1), each input channel is loaded once into one vector
+// (one masked load per map row) and shifted once per tap of the layer's masks (a masked
+// cross-lane shift zeroes the lanes whose tap falls outside the map); then every kept kernel of
+// that channel, one branch-free loop per mask, loads its filter's accumulator, adds its taps and
+// stores it back. The gather form reads 4 gathered vectors per kernel from a scratch of
+// channels x masks x 64 floats (L2-sized at 256+ channels); this one keeps the input in
+// registers and touches one L1 vector per kernel. Threads take groups.
+void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                     size_t i, GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int V = t.vec, M = stationary_lists(op, t), npx = op.h * op.w;
+  const int NV = stationary_vectors(op, t);
+  const StationarySchedule S = stationary_schedule(op, t);
+  const std::string fn = cat("L", i);
+  std::vector<int> counts;
+  std::vector<int64_t> starts;
+  stationary_records(op, t, &counts, &starts);
+  // The taps of every mask, each shift built once per channel.
+  const std::vector<std::pair<int, int>> taps = stationary_taps(op);
+  auto tap_name = [](int dy, int dx, int k) { return cat("t", dy + 1, dx + 1, "_", k); };
+  // Lane l of vector k holds pixel p = k*V + l = y*W + x; the map's rows, as (vector, row, lane
+  // mask) pieces, for the masked loads and stores.
+  struct Piece {
+    int k, y;
+    uint32_t mask;
+  };
+  std::vector<Piece> pieces;
+  for (int k = 0; k < NV; ++k)
+    for (int y = 0; y < op.h; ++y) {
+      uint32_t mask = 0;
+      for (int x = 0; x < op.w; ++x)
+        if ((y * op.w + x) / V == k) mask |= 1u << ((y * op.w + x) % V);
+      if (mask) pieces.push_back({k, y, mask});
+    }
+  auto piece_ptr = [&](const std::string& base, const Piece& pc, int64_t rs) {
+    return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * V - int64_t{pc.y} * op.w);
+  };
+  os << "static const int32_t " << fn << "_start[" << S.groups << "] = {\n    " << array_lit(starts)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
+     << "};\n";
+  os << "// " << op.source << ": sparse 3x3 s1 small map, channel-stationary (pixel lanes), "
+     << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w
+     << ", " << M << " masks, " << NV << " vectors a channel, " << taps.size() << " tap shifts, "
+     << S.groups << " groups of " << S.per_group << " filters\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
+        "float* PC_RESTRICT scratch) {\n";
+  os << "  PC_OMP_PARALLEL\n  {\n";
+  os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << P.gather_floats
+     << ";\n";
+  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < " << S.groups << "; ++g) {\n";
+  os << "      const int p0 = g * " << S.per_group << ";\n";
+  os << "      const int nf = " << op.c << " - p0 < " << S.per_group << " ? " << op.c
+     << " - p0 : " << S.per_group << ";\n";
+  os << "      const uint32_t* PC_RESTRICT r = wts + " << P.woff[i] << " + " << fn
+     << "_start[g];\n";
+  os << "      const int* PC_RESTRICT cnt = " << fn << "_cnt + g * " << op.in_c * M << ";\n";
+  os << "      for (int f = 0; f < nf; ++f) {\n";
+  os << "        const " << t.vtype
+     << " b = " << spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})})
+     << ";\n";
+  for (int k = 0; k < NV; ++k)
+    os << "        " << spell(t.store, {cat("acc + f * ", NV * V, " + ", k * V), "b"}) << ";\n";
+  os << "      }\n";
+  os << "      for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
+  os << "        const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  for (int k = 0; k < NV; ++k)
+    os << "        " << t.vtype << " " << tap_name(0, 0, k) << " = " << t.zero << ";\n";
+  for (const Piece& pc : pieces)
+    os << "        " << tap_name(0, 0, pc.k) << " = "
+       << spell(t.mask_loadu_into,
+                {tap_name(0, 0, pc.k), hex_mask(pc.mask), piece_ptr("ic", pc, gi.rs)})
+       << ";\n";
+  for (auto [dy, dx] : taps) {
+    if (dy == 0 && dx == 0) continue;
+    const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
+    for (int k = 0; k < NV; ++k) {
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l) {
+        const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
+        if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+      }
+      // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
+      const std::string lo = sh > 0 ? tap_name(0, 0, k) : (k > 0 ? tap_name(0, 0, k - 1) : t.zero);
+      const std::string hi =
+          sh > 0 ? (k + 1 < NV ? tap_name(0, 0, k + 1) : t.zero) : tap_name(0, 0, k);
+      os << "        const " << t.vtype << " " << tap_name(dy, dx, k) << " = "
+         << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    std::vector<Tap> mt;
+    if (M == 1)
+      for (size_t j = 0; j < taps.size(); ++j)
+        mt.push_back({taps[j].first, taps[j].second, static_cast<int>(j)});
+    else
+      mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(mt.size());
+    os << "        for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    os << "          float* PC_RESTRICT a = acc + r[0];\n";
+    for (const Tap& tp : mt)
+      os << "          const " << t.vtype << " w" << tp.j << " = "
+         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+    for (int k = 0; k < NV; ++k) {
+      os << "          " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * V)})
+         << ";\n";
+      for (const Tap& tp : mt)
+        os << "          s" << k << " = "
+           << spell(t.fma, {tap_name(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
+      os << "          " << spell(t.store, {cat("a + ", k * V), cat("s", k)}) << ";\n";
+    }
+    os << "        }\n";
+  }
+  res.pattern_kernels += M;
+  os << "      }\n";
+  os << "      for (int f = 0; f < nf; ++f) {\n";
+  os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
+  for (int k = 0; k < NV; ++k) {
+    os << "        {\n          " << t.vtype
+       << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}) << ";\n";
+    if (op.act != Act::None) os << "          o = " << spell(t.max, {"o", t.zero}) << ";\n";
+    if (op.act == Act::ReLU6)
+      os << "          o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
+    for (const Piece& pc : pieces)
+      if (pc.k == k)
+        os << "          "
+           << spell(t.mask_storeu, {piece_ptr("ob", pc, go.rs), hex_mask(pc.mask), "o"}) << ";\n";
+    os << "        }\n";
+  }
+  os << "      }\n    }\n  }\n}\n\n";
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse_stationary"},
+                        {"masks", op.plan.masks.size()},
+                        {"loops_per_channel", M},
+                        {"vectors", NV},
+                        {"tap_shifts", taps.size()},
+                        {"groups", S.groups},
+                        {"filters_per_group", S.per_group}});
+}
+
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
                   GenResult& res) {
   const Op& op = dm.ops[i];
@@ -1016,7 +1256,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   // input, so they scale where the other convs lose; at most the count pconv_create made room
   // for); every thread otherwise.
   auto threads_of = [&](size_t i) -> std::string {
-    if (dm.ops[i].type == OpType::Conv && use_small_map(dm.ops[i], t)) return "pc_gather_threads";
+    if (use_stationary(dm.ops[i], t) || use_small_map(dm.ops[i], t)) return "pc_gather_threads";
     if (t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work) return "1";
     return "pc_threads";
   };
@@ -1042,8 +1282,11 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
       case OpType::Conv:
         switch (conv_kind(op)) {
           case ConvKind::Sparse:
-            if (use_small_map(op, t)) {
-              emit_small_map(os, t, dm, P, i, res);
+            if (use_stationary(op, t) || use_small_map(op, t)) {
+              if (use_stationary(op, t))
+                emit_stationary(os, t, dm, P, i, res);
+              else
+                emit_small_map(os, t, dm, P, i, res);
               call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather)");
             } else {
               emit_sparse(os, t, dm, P, i, res);

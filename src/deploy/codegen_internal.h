@@ -40,6 +40,21 @@ int small_map_unroll(const Op& op, const Target& t);
 std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
                                         std::vector<int64_t>* offsets, std::vector<int>* counts);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
+// The channel-stationary form of a small-map conv (Target::alignz, and the map fits one vector):
+// a channel's pixels are packed into one vector and shifted once per tap, then every kept kernel
+// of that channel adds its taps into its filter's accumulator vector in an L1 buffer. Filters
+// are split into `groups` of `per_group` (one buffer each; threads take groups).
+bool use_stationary(const Op& op, const Target& t);
+int stationary_vectors(const Op& op, const Target& t);  // vectors a channel's pixels take
+struct StationarySchedule {
+  int groups = 1, per_group = 1;
+};
+StationarySchedule stationary_schedule(const Op& op, const Target& t);
+// Its records: per group, per input channel, per mask, (accumulator offset, weights...) for each
+// filter of the group that keeps the channel with that mask; counts per (group, channel, mask)
+// and each group's first word.
+std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
+                                         std::vector<int64_t>* group_start);
 
 // The elements of an array initialiser, 16 to a line ("" for an empty vector).
 template <typename T>

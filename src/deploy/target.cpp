@@ -28,6 +28,12 @@ Target target_by_name(const std::string& name) {
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_MIN_PARALLEL_WORK")) t.min_parallel_work = std::atoll(e);
+  if (const char* e = std::getenv("PCONV_STATIONARY_MIN_PIXELS"))
+    t.stationary_min_pixels = std::atoi(e);
+  if (const char* e = std::getenv("PCONV_STATIONARY_ACC_KB"))
+    t.stationary_acc_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_STATIONARY_SUPERSET"))
+    t.stationary_superset = std::atoi(e);
   return t;
 }
 
@@ -94,6 +100,10 @@ static Target target_table(const std::string& name) {
     t.idx16 = "_mm512_setr_epi32($0)";
     t.mask_loadu = "_mm512_maskz_loadu_ps($0, $1)";
     t.mask_storeu = "_mm512_mask_storeu_ps($0, $1, $2)";
+    t.alignz =
+        "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32($0, _mm512_castps_si512($1), "
+        "_mm512_castps_si512($2), $3))";
+    t.mask_loadu_into = "_mm512_mask_loadu_ps($0, $1, $2)";
     t.cflags = "-O3 -mavx512f -mavx2 -mfma";
     t.asm_fma = "vfmadd";
     return t;

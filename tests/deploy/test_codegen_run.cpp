@@ -270,8 +270,11 @@ TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {
   EXPECT_EQ(loops, 2 * masks);
 }
 
-// On AVX-512 the pruned 3x3 and 2x2 maps of the odd model take the small-map (pixel x tap lanes)
-// kernel, larger maps the row kernel; OddShapesX86 checks both against the oracles.
+// The pruned small maps of the odd model take the small-map kernels; OddShapesX86 checks them
+// against the oracles. On AVX-512 the maps of 9 pixels up to 4 vectors (7x6, whose rows straddle
+// vectors, and 3x3) take the channel-stationary form (pixel lanes) and the 2x2 map, whose 4
+// pixels would leave 12 of 16 lanes idle, the gather form (pixel x tap lanes); AVX2 has only the
+// gather form, for maps of at most 16 pixels, and the row kernel above that.
 TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
   const ModelFile m = odd_model(1);
   for (const auto& [target, bcast, margin] :
@@ -287,23 +290,32 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
     std::map<std::string, std::string> kind;
     for (const auto& L : c.gen.layers)
       if (L.contains("kind")) kind[L["name"].get<std::string>()] = L["kind"].get<std::string>();
-    EXPECT_EQ(kind["r6"], "sparse_small_map");  // 3x3 map
-    EXPECT_EQ(kind["r7"], "sparse_small_map");  // 2x2 map
-    EXPECT_EQ(kind["r5"], "sparse");            // 7x6 = 42 pixels
+    EXPECT_EQ(kind["r6"], target == "avx512" ? "sparse_stationary" : "sparse_small_map");  // 3x3
+    EXPECT_EQ(kind["r7"], "sparse_small_map");                                             // 2x2
+    EXPECT_EQ(kind["r5"], target == "avx512" ? "sparse_stationary" : "sparse");            // 7x6
     // AVX-512 gathers with permutes and sums each pixel's lanes with shuffles; AVX2 in scalar.
     for (const auto& L : c.gen.layers)
       if (L["kind"] == "sparse_small_map") {
         EXPECT_EQ(L["vector_gather"], target == "avx512") << L["name"];
         EXPECT_EQ(L["vector_epilogue"], target == "avx512") << L["name"];
       }
+    for (const auto& L : c.gen.layers)
+      if (L["kind"] == "sparse_stationary") {
+        EXPECT_EQ(L["groups"], 1) << L["name"];      // 33 filters: one accumulator buffer
+        EXPECT_EQ(L["tap_shifts"], 5) << L["name"];  // the 4 SCPs: the centre and 4 neighbours
+        EXPECT_EQ(L["vectors"], L["name"] == "r5" ? 3 : 1) << L["name"];
+      }
     const std::string src = read_text(opt.out_dir + "/pconv_model.cpp");
     EXPECT_NE(src.find(bcast), std::string::npos);
+    if (target == "avx512") {
+      EXPECT_NE(src.find("_mm512_maskz_alignr_epi32(0x"), std::string::npos);
+    }
     // Maps only scalar code touches (pool -> small map -> pool -> small map -> classifier) keep a
     // one-float margin, not a vector: c6's 3x3 output rows are 5 floats, c7's 2x2 rows 4.
     EXPECT_NE(src.find("pc_zero_border_k<33, 3, 3, 5, 25, 6>"), std::string::npos);
     EXPECT_NE(src.find("pc_zero_border_k<18, 2, 2, 4, 16, 5>"), std::string::npos);
-    // c5's 7x6 output comes from the row kernel's vector stores: it keeps the vector margin (one
-    // vector a side: 16 floats on avx512, 8 on avx2).
+    // c5's 7x6 map is no gather form's output (the stationary form reads and writes any row
+    // layout): it keeps the vector margin (one vector a side: 16 floats on avx512, 8 on avx2).
     EXPECT_NE(src.find("pc_zero_border_k" + margin), std::string::npos);
   }
 }

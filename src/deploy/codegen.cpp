@@ -293,14 +293,9 @@ std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
   return taps;
 }
 
-int stationary_lists(const Op& op, const Target& t) {
-  return t.stationary_superset ? 1 : static_cast<int>(op.plan.masks.size());
-}
-
 std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
                                          std::vector<int64_t>* group_start) {
-  const int M = stationary_lists(op, t), NM = static_cast<int>(op.plan.masks.size());
-  const std::vector<std::pair<int, int>> ut = stationary_taps(op);
+  const int M = static_cast<int>(op.plan.masks.size());
   const StationarySchedule S = stationary_schedule(op, t);
   std::vector<uint32_t> words;
   counts->assign(static_cast<size_t>(S.groups) * op.in_c * M, 0);
@@ -312,28 +307,17 @@ std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vec
     for (int f = 0; f < S.per_group && g * S.per_group + f < op.c; ++f) {
       const int p = g * S.per_group + f;
       const uint32_t* r = op.plan.words.data() + op.plan.filter_offset[static_cast<size_t>(p)];
-      for (int m = 0; m < NM; ++m) {
-        const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
-        const int nt = static_cast<int>(mt.size());
-        for (int n = op.plan.counts[static_cast<size_t>(p) * NM + m]; n > 0; --n, r += nt + 1) {
-          std::vector<uint32_t>& v = per[static_cast<size_t>(r[0]) * M + (M == 1 ? 0 : m)];
+      for (int m = 0; m < M; ++m) {
+        const int nt = popcount9(op.plan.masks[static_cast<size_t>(m)]);
+        for (int n = op.plan.counts[static_cast<size_t>(p) * M + m]; n > 0; --n, r += nt + 1) {
+          std::vector<uint32_t>& v = per[static_cast<size_t>(r[0]) * M + m];
           v.push_back(static_cast<uint32_t>(f * stationary_vectors(op, t) * t.vec));
-          if (M > 1) {
-            v.insert(v.end(), r + 1, r + 1 + nt);
-            continue;
-          }
-          for (auto [dy, dx] : ut) {  // the union's taps, +0.0f where the mask has none
-            uint32_t w = 0;
-            for (const Tap& tp : mt)
-              if (tp.dy == dy && tp.dx == dx) w = r[1 + tp.j];
-            v.push_back(w);
-          }
+          v.insert(v.end(), r + 1, r + 1 + nt);
         }
       }
     }
     for (size_t k = 0; k < per.size(); ++k) {
-      const int nt = M == 1 ? static_cast<int>(ut.size())
-                            : popcount9(op.plan.masks[k % static_cast<size_t>(M)]);
+      const int nt = popcount9(op.plan.masks[k % static_cast<size_t>(M)]);
       (*counts)[static_cast<size_t>(g) * per.size() + k] =
           static_cast<int>(per[k].size()) / (nt + 1);
       words.insert(words.end(), per[k].begin(), per[k].end());
@@ -1025,7 +1009,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   const Op& op = dm.ops[i];
   const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
   const Geom& go = P.geom[i];
-  const int V = t.vec, M = stationary_lists(op, t), npx = op.h * op.w;
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
   const int NV = stationary_vectors(op, t);
   const StationarySchedule S = stationary_schedule(op, t);
   const std::string fn = cat("L", i);
@@ -1107,12 +1091,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     }
   }
   for (int m = 0; m < M; ++m) {
-    std::vector<Tap> mt;
-    if (M == 1)
-      for (size_t j = 0; j < taps.size(); ++j)
-        mt.push_back({taps[j].first, taps[j].second, static_cast<int>(j)});
-    else
-      mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
     const int nt = static_cast<int>(mt.size());
     os << "        for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
     os << "          float* PC_RESTRICT a = acc + r[0];\n";
@@ -1150,8 +1129,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
                         {"name", op.name},
                         {"function", fn},
                         {"kind", "sparse_stationary"},
-                        {"masks", op.plan.masks.size()},
-                        {"loops_per_channel", M},
+                        {"masks", M},
                         {"vectors", NV},
                         {"tap_shifts", taps.size()},
                         {"groups", S.groups},

@@ -60,9 +60,8 @@ struct Target {
   std::string alignz, mask_loadu_into;
   int stationary_min_pixels = 9;
   int64_t stationary_acc_bytes = 32 * 1024;
-  bool stationary_superset = false;  // experiment: one loop a channel over the union of taps
-  std::string bits2f;                // uint32 bits $0 -> float
-  std::string cflags;                // compile flags for the generated CMakeLists.txt
+  std::string bits2f;   // uint32 bits $0 -> float
+  std::string cflags;   // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")
 };
 

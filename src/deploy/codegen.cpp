@@ -1229,14 +1229,17 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   // Layers.
   std::vector<std::string> calls, layer_names;
   std::vector<int> layer_ops;
-  // Threads per op, set by pc_set_threads where it changes: one for ops below
-  // min_parallel_work; the small-map convs at any size (each thread gathers its own copy of the
-  // input, so they scale where the other convs lose; at most the count pconv_create made room
-  // for); every thread otherwise.
+  // Threads per op, set by pc_set_threads where it changes: the gather form of the small-map
+  // convs at any size (each thread gathers its own copy of the input, so they scale where the
+  // other convs lose; at most the count pconv_create made room for); one for other ops below
+  // min_parallel_work (the stationary form too: at 2 threads its VGG-16/32 layers took 1.5x
+  // their 1-thread time, docs/deploy.md); every thread otherwise (the stationary form at most
+  // the count its scratch has room for).
   auto threads_of = [&](size_t i) -> std::string {
-    if (use_stationary(dm.ops[i], t) || use_small_map(dm.ops[i], t)) return "pc_gather_threads";
+    const bool stationary = use_stationary(dm.ops[i], t);
+    if (!stationary && use_small_map(dm.ops[i], t)) return "pc_gather_threads";
     if (t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work) return "1";
-    return "pc_threads";
+    return stationary ? "pc_gather_threads" : "pc_threads";
   };
   const std::string input_threads = threads_of(0);
   std::string threads_now = input_threads;

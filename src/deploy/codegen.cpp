@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "core/error.h"
@@ -157,7 +158,7 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     if (use_stationary(dm.ops[i], t))
       P.gather_floats =
           std::max<int64_t>(P.gather_floats, int64_t{stationary_schedule(dm.ops[i], t).per_group} *
-                                                 stationary_vectors(dm.ops[i], t) * t.vec);
+                                                 stationary_schedule(dm.ops[i], t).vectors * t.vec);
     else if (use_small_map(dm.ops[i], t))
       P.gather_floats = std::max<int64_t>(
           P.gather_floats, round_up((static_cast<int64_t>(dm.ops[i].in_c) *
@@ -259,31 +260,6 @@ std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
   return words;
 }
 
-int stationary_vectors(const Op& op, const Target& t) {
-  return (op.h * op.w + t.vec - 1) / t.vec;
-}
-
-bool use_stationary(const Op& op, const Target& t) {
-  if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
-      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
-    return false;
-  // Every tap's shifted copy of the channel stays in registers, beside an accumulator and the
-  // weights: taps x vectors of at most 24 of AVX-512's 32 registers (4 vectors, 8x8, for the 5
-  // taps of the 4 SCPs).
-  uint16_t all = 0;
-  for (uint16_t m : op.plan.masks) all |= m;
-  return popcount9(all) * stationary_vectors(op, t) <= 24;
-}
-
-StationarySchedule stationary_schedule(const Op& op, const Target& t) {
-  StationarySchedule s;
-  const int64_t fmax = std::max<int64_t>(
-      1, t.stationary_acc_bytes / (int64_t{stationary_vectors(op, t)} * t.vec * 4));
-  s.groups = static_cast<int>((op.c + fmax - 1) / fmax);
-  s.per_group = (op.c + s.groups - 1) / s.groups;  // equal groups
-  return s;
-}
-
 std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
   std::vector<std::pair<int, int>> taps;  // (dy, dx)
   for (uint16_t m : op.plan.masks)
@@ -291,6 +267,49 @@ std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
       if (std::find(taps.begin(), taps.end(), std::make_pair(tp.dy, tp.dx)) == taps.end())
         taps.push_back({tp.dy, tp.dx});
   return taps;
+}
+
+StationarySchedule stationary_schedule(const Op& op, const Target& t) {
+  StationarySchedule s;
+  if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
+      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
+    return s;
+  // Every tap's shifted copy of the channel stays in registers, beside the accumulator and the
+  // weights: at most 24 of AVX-512's 32. Packed: taps x vectors (4 vectors, 8x8, for the 5 taps
+  // of the 4 SCPs). Rows: a band's rows, the row above and below, and a copy per row of each tap
+  // off the centre column (the up/down taps are the neighbouring rows themselves): for the 4
+  // SCPs 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56).
+  const std::vector<std::pair<int, int>> taps = stationary_taps(op);
+  const int packed = (op.h * op.w + t.vec - 1) / t.vec;
+  int sideways = 0;
+  for (auto [dy, dx] : taps) sideways += dx != 0;
+  if (static_cast<int>(taps.size()) * packed <= 24) {
+    s.vectors = packed;
+  } else if (const int rv = (op.w + t.vec - 1) / t.vec, bmax = (26 / rv - 2) / (1 + sideways);
+             rv <= t.stationary_max_row_vecs && bmax >= 1) {
+    const int nb = (op.h + bmax - 1) / bmax;
+    s.band = (op.h + nb - 1) / nb;
+    s.vectors = s.band * rv;
+  } else {
+    return s;
+  }
+  const int64_t fmax =
+      std::max<int64_t>(1, t.stationary_acc_bytes / (int64_t{s.vectors} * t.vec * 4));
+  s.groups = static_cast<int>((op.c + fmax - 1) / fmax);
+  s.per_group = (op.c + s.groups - 1) / s.groups;  // equal groups
+  // Rows pay against the row kernel where it takes filter blocks (14x14-28x28 here: 7-17%
+  // less time) or where a channel's records per mask are many (56x56 at connectivity 3.1: about
+  // 10 a group, 20% less). On 32x32x64 at 8.8 (2 a list: a loop exit mispredicted every few
+  // kernels) and on a first conv of 3 channels (its output written in bands across 64 planes)
+  // they lost 15-30% (docs/deploy.md).
+  const double per_list = static_cast<double>(op.plan.kept_kernels) /
+                          (static_cast<double>(s.groups) * op.in_c * op.plan.masks.size());
+  s.ok = !s.band || (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= 4));
+  return s;
+}
+
+bool use_stationary(const Op& op, const Target& t) {
+  return stationary_schedule(op, t).ok;
 }
 
 std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
@@ -311,7 +330,7 @@ std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vec
         const int nt = popcount9(op.plan.masks[static_cast<size_t>(m)]);
         for (int n = op.plan.counts[static_cast<size_t>(p) * M + m]; n > 0; --n, r += nt + 1) {
           std::vector<uint32_t>& v = per[static_cast<size_t>(r[0]) * M + m];
-          v.push_back(static_cast<uint32_t>(f * stationary_vectors(op, t) * t.vec));
+          v.push_back(static_cast<uint32_t>(f * S.vectors * t.vec));
           v.insert(v.end(), r + 1, r + 1 + nt);
         }
       }
@@ -995,55 +1014,117 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
                         {"vector_epilogue", vec_epilogue}});
 }
 
-// The channel-stationary form of the small-map kernel, for maps whose pixels fit one vector (4x4,
-// 3x3): lanes are pixels. Per filter group (its accumulators, one vector a filter, in the
-// per-thread scratch, so they stay in L1), each input channel is loaded once into one vector
-// (one masked load per map row) and shifted once per tap of the layer's masks (a masked
-// cross-lane shift zeroes the lanes whose tap falls outside the map); then every kept kernel of
-// that channel, one branch-free loop per mask, loads its filter's accumulator, adds its taps and
-// stores it back. The gather form reads 4 gathered vectors per kernel from a scratch of
-// channels x masks x 64 floats (L2-sized at 256+ channels); this one keeps the input in
-// registers and touches one L1 vector per kernel. Threads take groups.
+// The channel-stationary form (stationary_schedule): per filter group (its accumulators in the
+// per-thread scratch, so they stay in L1), each input channel is loaded once and shifted once per
+// tap of the layer's masks (a masked cross-lane shift zeroes the lanes whose tap falls outside
+// the map); then every kept kernel of that channel, one branch-free loop per mask, loads its
+// filter's accumulator vectors, adds its taps and stores them back. The gather form of the small
+// maps reads 4 gathered vectors per kernel from an L2-sized scratch and the row kernel's filter
+// blocks reload and shift a channel's rows for every kernel; this form does both once per channel.
+// Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one
+// vector a row are swept in bands of rows, each band a function of its own (the last may be
+// shorter). Threads take groups.
 void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                      size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
   const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
   const Geom& go = P.geom[i];
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
-  const int NV = stationary_vectors(op, t);
   const StationarySchedule S = stationary_schedule(op, t);
+  const int NV = S.vectors;
   const std::string fn = cat("L", i);
   std::vector<int> counts;
   std::vector<int64_t> starts;
   stationary_records(op, t, &counts, &starts);
-  // The taps of every mask, each shift built once per channel.
   const std::vector<std::pair<int, int>> taps = stationary_taps(op);
   auto tap_name = [](int dy, int dx, int k) { return cat("t", dy + 1, dx + 1, "_", k); };
-  // Lane l of vector k holds pixel p = k*V + l = y*W + x; the map's rows, as (vector, row, lane
-  // mask) pieces, for the masked loads and stores.
-  struct Piece {
-    int k, y;
-    uint32_t mask;
-  };
-  std::vector<Piece> pieces;
-  for (int k = 0; k < NV; ++k)
-    for (int y = 0; y < op.h; ++y) {
-      uint32_t mask = 0;
-      for (int x = 0; x < op.w; ++x)
-        if ((y * op.w + x) / V == k) mask |= 1u << ((y * op.w + x) % V);
-      if (mask) pieces.push_back({k, y, mask});
+  // The records of one channel: per mask, load the filter's accumulators, add the taps (named by
+  // `vec`), store them back.
+  auto emit_records = [&](const std::string& ind, int nv,
+                          const std::function<std::string(int, int, int)>& vec) {
+    for (int m = 0; m < M; ++m) {
+      const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+      const int nt = static_cast<int>(mt.size());
+      os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+      os << ind << "  float* PC_RESTRICT a = acc + r[0];\n";
+      for (const Tap& tp : mt)
+        os << ind << "  const " << t.vtype << " w" << tp.j << " = "
+           << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+      for (int k = 0; k < nv; ++k) {
+        os << ind << "  " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * V)})
+           << ";\n";
+        for (const Tap& tp : mt)
+          os << ind << "  s" << k << " = "
+             << spell(t.fma, {vec(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
+        os << ind << "  " << spell(t.store, {cat("a + ", k * V), cat("s", k)}) << ";\n";
+      }
+      os << ind << "}\n";
     }
-  auto piece_ptr = [&](const std::string& base, const Piece& pc, int64_t rs) {
-    return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * V - int64_t{pc.y} * op.w);
+  };
+  auto act = [&](const std::string& ind) {
+    if (op.act != Act::None) os << ind << "o = " << spell(t.max, {"o", t.zero}) << ";\n";
+    if (op.act == Act::ReLU6)
+      os << ind << "o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
   };
   os << "static const int32_t " << fn << "_start[" << S.groups << "] = {\n    " << array_lit(starts)
      << "};\n";
   os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
      << "};\n";
-  os << "// " << op.source << ": sparse 3x3 s1 small map, channel-stationary (pixel lanes), "
-     << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w
-     << ", " << M << " masks, " << NV << " vectors a channel, " << taps.size() << " tap shifts, "
-     << S.groups << " groups of " << S.per_group << " filters\n";
+  // One row a vector: a function per band size, for the band whose first row ic0 points at.
+  std::vector<int> band_sizes;
+  if (S.band) {
+    band_sizes.push_back(S.band);
+    if (op.h % S.band) band_sizes.push_back(op.h % S.band);
+  }
+  const int RV = (op.w + V - 1) / V;  // vectors a row (rows layout)
+  auto lane_mask = [&](int j) {       // the lanes of a row's vector j inside the map
+    const int n = std::min(V, op.w - j * V);
+    return n >= 32 ? ~0u : (1u << n) - 1;
+  };
+  for (int B : band_sizes) {
+    os << "static inline void " << fn << "_band" << B
+       << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
+          "const int* PC_RESTRICT cnt) {\n";
+    os << "  for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
+    os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+    // Rows -1 .. B of the band: the zero rows above and below the map cover its edges.
+    for (int k = 0; k < B + 2; ++k)
+      for (int j = 0; j < RV; ++j)
+        os << "    const " << t.vtype << " x" << k << "_" << j << " = "
+           << spell(t.mask_loadu,
+                    {hex_mask(lane_mask(j)), cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
+           << ";\n";
+    for (auto [dy, dx] : taps) {
+      if (dx == 0) continue;
+      for (int j = 0; j < RV; ++j) {
+        uint32_t valid = 0;
+        for (int l = 0; l < V; ++l) {
+          const int x = j * V + l;
+          if (x < op.w && x + dx >= 0 && x + dx < op.w) valid |= 1u << l;
+        }
+        for (int k = 0; k < B; ++k) {
+          const int row = k + 1 + dy;
+          const std::string cur = cat("x", row, "_", j);
+          const std::string nb = dx > 0 ? (j + 1 < RV ? cat("x", row, "_", j + 1) : t.zero)
+                                        : (j > 0 ? cat("x", row, "_", j - 1) : t.zero);
+          os << "    const " << t.vtype << " " << tap_name(dy, dx, k * RV + j) << " = "
+             << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
+                        : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
+             << ";\n";
+        }
+      }
+    }
+    emit_records("    ", B * RV, [&](int dy, int dx, int v) {
+      return dx == 0 ? cat("x", v / RV + 1 + dy, "_", v % RV) : tap_name(dy, dx, v);
+    });
+    os << "  }\n}\n";
+  }
+  os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
+     << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
+     << (S.band ? cat("bands of ", S.band, " rows (a vector each)")
+                : cat(NV, " packed vectors a channel"))
+     << ", " << taps.size() << " taps, " << S.groups << " groups of " << S.per_group
+     << " filters\n";
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT scratch) {\n";
@@ -1054,82 +1135,118 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   os << "      const int p0 = g * " << S.per_group << ";\n";
   os << "      const int nf = " << op.c << " - p0 < " << S.per_group << " ? " << op.c
      << " - p0 : " << S.per_group << ";\n";
-  os << "      const uint32_t* PC_RESTRICT r = wts + " << P.woff[i] << " + " << fn
+  os << "      const uint32_t* PC_RESTRICT rg = wts + " << P.woff[i] << " + " << fn
      << "_start[g];\n";
-  os << "      const int* PC_RESTRICT cnt = " << fn << "_cnt + g * " << op.in_c * M << ";\n";
-  os << "      for (int f = 0; f < nf; ++f) {\n";
-  os << "        const " << t.vtype
-     << " b = " << spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})})
-     << ";\n";
-  for (int k = 0; k < NV; ++k)
-    os << "        " << spell(t.store, {cat("acc + f * ", NV * V, " + ", k * V), "b"}) << ";\n";
-  os << "      }\n";
-  os << "      for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
-  os << "        const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
-  for (int k = 0; k < NV; ++k)
-    os << "        " << t.vtype << " " << tap_name(0, 0, k) << " = " << t.zero << ";\n";
-  for (const Piece& pc : pieces)
-    os << "        " << tap_name(0, 0, pc.k) << " = "
-       << spell(t.mask_loadu_into,
-                {tap_name(0, 0, pc.k), hex_mask(pc.mask), piece_ptr("ic", pc, gi.rs)})
+  os << "      const int* PC_RESTRICT cg = " << fn << "_cnt + g * " << op.in_c * M << ";\n";
+  auto init_acc = [&](const std::string& ind, int nv) {
+    os << ind << "for (int f = 0; f < nf; ++f) {\n";
+    os << ind << "  const " << t.vtype
+       << " b = " << spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})})
        << ";\n";
-  for (auto [dy, dx] : taps) {
-    if (dy == 0 && dx == 0) continue;
-    const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
-    for (int k = 0; k < NV; ++k) {
-      uint32_t valid = 0;
-      for (int l = 0; l < V; ++l) {
-        const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
-        if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+    for (int k = 0; k < nv; ++k)
+      os << ind << "  " << spell(t.store, {cat("acc + f * ", NV * V, " + ", k * V), "b"}) << ";\n";
+    os << ind << "}\n";
+  };
+  if (S.band) {
+    os << "      for (int y0 = 0; y0 < " << op.h << "; y0 += " << S.band << ") {\n";
+    for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
+      const int B = band_sizes[bi];
+      const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
+      if (band_sizes.size() > 1)
+        os << "        " << (bi ? "else" : cat("if (y0 + ", S.band, " <= ", op.h, ")")) << " {\n";
+      init_acc(ind, B * RV);
+      os << ind << fn << "_band" << B << "(in + " << gi.org << " + (long)y0 * " << gi.rs
+         << ", acc, rg, cg);\n";
+      os << ind << "for (int f = 0; f < nf; ++f) {\n";
+      os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org
+         << " + (long)y0 * " << go.rs << ";\n";
+      for (int v = 0; v < B * RV; ++v) {
+        os << ind << "  {\n"
+           << ind << "    " << t.vtype
+           << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", v * V)}) << ";\n";
+        act(ind + "    ");
+        os << ind << "    "
+           << spell(t.mask_storeu, {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V),
+                                    hex_mask(lane_mask(v % RV)), "o"})
+           << ";\n"
+           << ind << "  }\n";
       }
-      // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
-      const std::string lo = sh > 0 ? tap_name(0, 0, k) : (k > 0 ? tap_name(0, 0, k - 1) : t.zero);
-      const std::string hi =
-          sh > 0 ? (k + 1 < NV ? tap_name(0, 0, k + 1) : t.zero) : tap_name(0, 0, k);
-      os << "        const " << t.vtype << " " << tap_name(dy, dx, k) << " = "
-         << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
+      os << ind << "}\n";
+      if (band_sizes.size() > 1) os << "        }\n";
     }
-  }
-  for (int m = 0; m < M; ++m) {
-    const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
-    const int nt = static_cast<int>(mt.size());
-    os << "        for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
-    os << "          float* PC_RESTRICT a = acc + r[0];\n";
-    for (const Tap& tp : mt)
-      os << "          const " << t.vtype << " w" << tp.j << " = "
-         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
-    for (int k = 0; k < NV; ++k) {
-      os << "          " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * V)})
+    os << "      }\n    }\n  }\n}\n\n";
+  } else {
+    // Packed: lane l of vector k holds pixel p = k*V + l = y*W + x; the map's rows as (vector,
+    // row, lane mask) pieces, for the masked loads and stores.
+    struct Piece {
+      int k, y;
+      uint32_t mask;
+    };
+    std::vector<Piece> pieces;
+    for (int k = 0; k < NV; ++k)
+      for (int y = 0; y < op.h; ++y) {
+        uint32_t mask = 0;
+        for (int x = 0; x < op.w; ++x)
+          if ((y * op.w + x) / V == k) mask |= 1u << ((y * op.w + x) % V);
+        if (mask) pieces.push_back({k, y, mask});
+      }
+    auto piece_ptr = [&](const std::string& base, const Piece& pc, int64_t rs) {
+      return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * V - int64_t{pc.y} * op.w);
+    };
+    os << "      const uint32_t* PC_RESTRICT r = rg;\n";
+    os << "      const int* PC_RESTRICT cnt = cg;\n";
+    init_acc("      ", NV);
+    os << "      for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
+    os << "        const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+    for (int k = 0; k < NV; ++k)
+      os << "        " << t.vtype << " " << tap_name(0, 0, k) << " = " << t.zero << ";\n";
+    for (const Piece& pc : pieces)
+      os << "        " << tap_name(0, 0, pc.k) << " = "
+         << spell(t.mask_loadu_into,
+                  {tap_name(0, 0, pc.k), hex_mask(pc.mask), piece_ptr("ic", pc, gi.rs)})
          << ";\n";
-      for (const Tap& tp : mt)
-        os << "          s" << k << " = "
-           << spell(t.fma, {tap_name(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
-      os << "          " << spell(t.store, {cat("a + ", k * V), cat("s", k)}) << ";\n";
+    for (auto [dy, dx] : taps) {
+      if (dy == 0 && dx == 0) continue;
+      const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
+      for (int k = 0; k < NV; ++k) {
+        uint32_t valid = 0;
+        for (int l = 0; l < V; ++l) {
+          const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
+          if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+        }
+        // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
+        const std::string lo =
+            sh > 0 ? tap_name(0, 0, k) : (k > 0 ? tap_name(0, 0, k - 1) : t.zero);
+        const std::string hi =
+            sh > 0 ? (k + 1 < NV ? tap_name(0, 0, k + 1) : t.zero) : tap_name(0, 0, k);
+        os << "        const " << t.vtype << " " << tap_name(dy, dx, k) << " = "
+           << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
+      }
     }
-    os << "        }\n";
+    emit_records("        ", NV, tap_name);
+    os << "      }\n";
+    os << "      for (int f = 0; f < nf; ++f) {\n";
+    os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
+    for (int k = 0; k < NV; ++k) {
+      os << "        {\n          " << t.vtype
+         << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}) << ";\n";
+      act("          ");
+      for (const Piece& pc : pieces)
+        if (pc.k == k)
+          os << "          "
+             << spell(t.mask_storeu, {piece_ptr("ob", pc, go.rs), hex_mask(pc.mask), "o"}) << ";\n";
+      os << "        }\n";
+    }
+    os << "      }\n    }\n  }\n}\n\n";
   }
   res.pattern_kernels += M;
-  os << "      }\n";
-  os << "      for (int f = 0; f < nf; ++f) {\n";
-  os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
-  for (int k = 0; k < NV; ++k) {
-    os << "        {\n          " << t.vtype
-       << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}) << ";\n";
-    if (op.act != Act::None) os << "          o = " << spell(t.max, {"o", t.zero}) << ";\n";
-    if (op.act == Act::ReLU6)
-      os << "          o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
-    for (const Piece& pc : pieces)
-      if (pc.k == k)
-        os << "          "
-           << spell(t.mask_storeu, {piece_ptr("ob", pc, go.rs), hex_mask(pc.mask), "o"}) << ";\n";
-    os << "        }\n";
-  }
-  os << "      }\n    }\n  }\n}\n\n";
   res.layers.push_back({{"op", i},
                         {"name", op.name},
                         {"function", fn},
                         {"kind", "sparse_stationary"},
                         {"masks", M},
+                        {"layout", S.band ? "rows" : "packed"},
+                        {"band_rows", S.band},
                         {"vectors", NV},
                         {"tap_shifts", taps.size()},
                         {"groups", S.groups},

@@ -40,16 +40,20 @@ int small_map_unroll(const Op& op, const Target& t);
 std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
                                         std::vector<int64_t>* offsets, std::vector<int>* counts);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
-// The channel-stationary form of a small-map conv (Target::alignz, and the map fits one vector):
-// a channel's pixels are packed into one vector and shifted once per tap, then every kept kernel
-// of that channel adds its taps into its filter's accumulator vector in an L1 buffer. Filters
-// are split into `groups` of `per_group` (one buffer each; threads take groups).
-bool use_stationary(const Op& op, const Target& t);
-int stationary_vectors(const Op& op, const Target& t);  // vectors a channel's pixels take
+// The channel-stationary form of a pattern conv (Target::alignz): a channel's pixels are held in
+// registers, shifted once per tap, and every kept kernel of that channel adds its taps into its
+// filter's accumulator vectors in an L1 buffer. Two layouts of the pixels in lanes: packed (row
+// after row, `band` 0: maps of up to 4 vectors, 4x4, 7x7, 8x8) and one row a vector (maps at most
+// a vector wide, 14x14, 16x16), swept in bands of `band` rows. Filters are split into `groups` of
+// `per_group` (one buffer each, `vectors` per filter; threads take groups).
 struct StationarySchedule {
+  bool ok = false;
+  int band = 0;     // rows a band (0: packed, one band)
+  int vectors = 1;  // accumulator vectors a filter
   int groups = 1, per_group = 1;
 };
 StationarySchedule stationary_schedule(const Op& op, const Target& t);
+bool use_stationary(const Op& op, const Target& t);
 // Its records: per group, per input channel, per mask, (accumulator offset, weights...) for each
 // filter of the group that keeps the channel with that mask; counts per (group, channel, mask)
 // and each group's first word.

@@ -32,6 +32,8 @@ Target target_by_name(const std::string& name) {
     t.stationary_min_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_ACC_KB"))
     t.stationary_acc_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_STATIONARY_ROW_VECS"))
+    t.stationary_max_row_vecs = std::atoi(e);
   return t;
 }
 

@@ -113,8 +113,16 @@ ModelFile block_model(uint64_t seed) {
   return m;
 }
 
+// The channel-stationary rows layout takes these layers by default on AVX-512: the filter blocks
+// run where it is turned off (PCONV_STATIONARY_ROW_VECS=0, as a target without it would).
+struct RowsOff {
+  RowsOff() { setenv("PCONV_STATIONARY_ROW_VECS", "0", 1); }
+  ~RowsOff() { unsetenv("PCONV_STATIONARY_ROW_VECS"); }
+};
+
 TEST(DeployRun, FilterBlocksAvx512) {
   if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  const RowsOff rows_off;
   const ModelFile m = block_model(6);
   check_target(m, "blocks", "avx512");
   CompileOptions opt;
@@ -129,6 +137,34 @@ TEST(DeployRun, FilterBlocksAvx512) {
   EXPECT_GT(block["c3"], 0);  // 14x14 from 37
   EXPECT_GT(block["r3"], 0);
   EXPECT_EQ(block.count("r1"), 0u);  // 3 input channels: the per-filter kernel
+}
+
+// By default the same layers take the stationary form in bands of rows: 29x29 (two vectors a
+// row, the second 13 lanes; bands of 3 rows and a last one of 2) and 14x14 (bands of 7), with
+// ReLU6, no activation and ReLU, against both oracles; the 3-channel first conv keeps the
+// per-filter row kernel.
+TEST(DeployRun, StationaryRowsAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  const ModelFile m = block_model(7);
+  check_target(m, "rows", "avx512");
+  CompileOptions opt;
+  opt.target = "avx512";
+  opt.out_dir = work_dir("rows-kind");
+  opt.print_table = false;
+  const CompileResult c = compile_model(m, "rows", opt);
+  std::map<std::string, nlohmann::json> layer;
+  for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
+  EXPECT_EQ(layer["r1"]["kind"], "sparse");
+  for (const char* name : {"r2", "c3", "r3"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
+    EXPECT_EQ(layer[name]["layout"], "rows");
+  }
+  EXPECT_EQ(layer["r2"]["band_rows"], 3);
+  EXPECT_EQ(layer["r2"]["vectors"], 6);
+  EXPECT_EQ(layer["c3"]["band_rows"], 7);
+  const std::string src = read_text(opt.out_dir + "/pconv_model.cpp");
+  EXPECT_NE(src.find("_band2("), std::string::npos);  // 29 = 9 x 3 + 2
 }
 
 // Small maps (4x4, 3x3, 2x2) with each activation the small-map epilogue applies (ReLU6, none,

@@ -1021,9 +1021,9 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
 // filter's accumulator vectors, adds its taps and stores them back. The gather form of the small
 // maps reads 4 gathered vectors per kernel from an L2-sized scratch and the row kernel's filter
 // blocks reload and shift a channel's rows for every kernel; this form does both once per channel.
-// Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one
-// vector a row are swept in bands of rows, each band a function of its own (the last may be
-// shorter). Threads take groups.
+// Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one to
+// four vectors a row are swept in bands of rows, each band size a function of its own (the last
+// band may be shorter). Threads take groups.
 void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                      size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
@@ -1121,7 +1121,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   }
   os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
      << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
-     << (S.band ? cat("bands of ", S.band, " rows (a vector each)")
+     << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors")
                 : cat(NV, " packed vectors a channel"))
      << ", " << taps.size() << " taps, " << S.groups << " groups of " << S.per_group
      << " filters\n";
@@ -1131,7 +1131,15 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   os << "  PC_OMP_PARALLEL\n  {\n";
   os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << P.gather_floats
      << ";\n";
-  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < " << S.groups << "; ++g) {\n";
+  // Rows layout with bands: jobs are (band, group), band-major, split into contiguous runs per
+  // thread, so each thread writes (and the next such layer reads) its own rows.
+  const int NB = S.band ? (op.h + S.band - 1) / S.band : 1;
+  if (S.band && t.stationary_band_major) {
+    os << "    PC_OMP_FOR_IN\n    for (int job = 0; job < " << NB * S.groups << "; ++job) {\n";
+    os << "      const int g = job % " << S.groups << ";\n";
+  } else {
+    os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < " << S.groups << "; ++g) {\n";
+  }
   os << "      const int p0 = g * " << S.per_group << ";\n";
   os << "      const int nf = " << op.c << " - p0 < " << S.per_group << " ? " << op.c
      << " - p0 : " << S.per_group << ";\n";
@@ -1148,7 +1156,10 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     os << ind << "}\n";
   };
   if (S.band) {
-    os << "      for (int y0 = 0; y0 < " << op.h << "; y0 += " << S.band << ") {\n";
+    if (t.stationary_band_major)
+      os << "      {\n        const int y0 = job / " << S.groups << " * " << S.band << ";\n";
+    else
+      os << "      for (int y0 = 0; y0 < " << op.h << "; y0 += " << S.band << ") {\n";
     for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
       const int B = band_sizes[bi];
       const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
@@ -1452,7 +1463,8 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   const Geom& gin = P.geom[0];
   const Geom& gout = P.geom[static_cast<size_t>(dm.output)];
   os << "struct pconv_model {\n  float* arena;\n  uint32_t* weights;\n"
-        "  float* gather;        // small-map gather scratch, PC_GATHER_FLOATS per thread\n"
+        "  float* gather;        // per-thread scratch (PC_GATHER_FLOATS each): small-map "
+        "gathers, stationary accumulators\n"
         "  int gather_threads;   // threads it has room for: the thread count at create\n};\n\n";
   os << "static const unsigned long long PC_WEIGHT_WORDS = " << P.words.size() << "ULL;\n";
   os << "static const unsigned long long PC_WEIGHT_SUM = " << weight_checksum(P.words) << "ULL;\n";

@@ -17,7 +17,8 @@ struct Plan {
   std::vector<int64_t> slot_off;  // per slot: float offset in the arena
   int64_t scratch_off = 0;        // float offset of the scratch vector (linear gathers)
   int64_t arena_floats = 0;
-  // Per thread: floats of the small-map kernels' gather scratch (outside the arena).
+  // Per thread: floats of the scratch outside the arena (the small-map gathers, the stationary
+  // form's accumulators).
   int64_t gather_floats = 16;
   std::vector<uint32_t> words;      // the weights file body
   std::vector<int64_t> woff, boff;  // per op: word offsets of weights / bias (or scale / shift)

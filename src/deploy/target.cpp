@@ -34,6 +34,8 @@ Target target_by_name(const std::string& name) {
     t.stationary_acc_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_STATIONARY_ROW_VECS"))
     t.stationary_max_row_vecs = std::atoi(e);
+  if (const char* e = std::getenv("PCONV_STATIONARY_BAND_MAJOR"))
+    t.stationary_band_major = std::atoi(e) != 0;
   return t;
 }
 

@@ -60,9 +60,10 @@ struct Target {
   std::string alignz, mask_loadu_into;
   int stationary_min_pixels = 9;
   int64_t stationary_acc_bytes = 32 * 1024;
-  int stationary_max_row_vecs = 4;  // widest rows (in vectors) the rows layout takes
-  std::string bits2f;               // uint32 bits $0 -> float
-  std::string cflags;               // compile flags for the generated CMakeLists.txt
+  int stationary_max_row_vecs = 4;    // widest rows (in vectors) the rows layout takes
+  bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
+  std::string bits2f;                 // uint32 bits $0 -> float
+  std::string cflags;                 // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")
 };
 

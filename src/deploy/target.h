@@ -53,14 +53,16 @@ struct Target {
   // in $0; mask_loadu / mask_storeu = masked unaligned load (mask $0, pointer $1) / store
   // (pointer $0, mask $1, value $2).
   std::string perm2z, perm, shuf, idx16, mask_loadu, mask_storeu;
-  // Channel-stationary form of the small-map kernel (AVX-512; empty: the gather form above):
-  // alignz = lanes of ($1:$2) shifted down by $3 lanes, zeroed outside mask $0; mask_loadu_into =
-  // ($0 with the lanes of mask $1 loaded from pointer $2). Maps of stationary_min_pixels up to
-  // one vector of pixels take it; a group's accumulators take at most stationary_acc_bytes.
+  // Channel-stationary form of the pattern conv (AVX-512; empty: the gather form and the row
+  // kernel; see stationary_schedule in codegen.cpp): alignz = lanes of ($1:$2) shifted down by
+  // $3 lanes, zeroed outside mask $0; mask_loadu_into = ($0 with the lanes of mask $1 loaded from
+  // pointer $2). Maps of at least stationary_min_pixels take it; a filter group's accumulators
+  // take at most stationary_acc_bytes; the rows layout takes rows of at most
+  // stationary_max_row_vecs vectors.
   std::string alignz, mask_loadu_into;
   int stationary_min_pixels = 9;
   int64_t stationary_acc_bytes = 32 * 1024;
-  int stationary_max_row_vecs = 4;    // widest rows (in vectors) the rows layout takes
+  int stationary_max_row_vecs = 4;
   bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
   std::string bits2f;                 // uint32 bits $0 -> float
   std::string cflags;                 // compile flags for the generated CMakeLists.txt

@@ -35,6 +35,16 @@ std::string work_dir(const std::string& name) {
   return d;
 }
 
+// Compiles m for target into dir, quietly, with the default options.
+CompileResult compile_in(const ModelFile& m, const std::string& name, const std::string& target,
+                         const std::string& dir) {
+  CompileOptions opt;
+  opt.target = target;
+  opt.out_dir = dir;
+  opt.print_table = false;
+  return compile_model(m, name, opt);
+}
+
 void check_target(const ModelFile& m, const std::string& name, const std::string& target,
                   int samples = 2) {
   CompileOptions opt;
@@ -125,11 +135,7 @@ TEST(DeployRun, FilterBlocksAvx512) {
   const RowsOff rows_off;
   const ModelFile m = block_model(6);
   check_target(m, "blocks", "avx512");
-  CompileOptions opt;
-  opt.target = "avx512";
-  opt.out_dir = work_dir("blocks-kind");
-  opt.print_table = false;
-  const CompileResult c = compile_model(m, "blocks", opt);
+  const CompileResult c = compile_in(m, "blocks", "avx512", work_dir("blocks-kind"));
   std::map<std::string, int> block;
   for (const auto& L : c.gen.layers)
     if (L.contains("filter_block")) block[L["name"].get<std::string>()] = L["filter_block"];
@@ -147,11 +153,8 @@ TEST(DeployRun, StationaryRowsAvx512) {
   if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
   const ModelFile m = block_model(7);
   check_target(m, "rows", "avx512");
-  CompileOptions opt;
-  opt.target = "avx512";
-  opt.out_dir = work_dir("rows-kind");
-  opt.print_table = false;
-  const CompileResult c = compile_model(m, "rows", opt);
+  const std::string dir = work_dir("rows-kind");
+  const CompileResult c = compile_in(m, "rows", "avx512", dir);
   std::map<std::string, nlohmann::json> layer;
   for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
   EXPECT_EQ(layer["r1"]["kind"], "sparse");
@@ -163,7 +166,7 @@ TEST(DeployRun, StationaryRowsAvx512) {
   EXPECT_EQ(layer["r2"]["band_rows"], 3);
   EXPECT_EQ(layer["r2"]["vectors"], 6);
   EXPECT_EQ(layer["c3"]["band_rows"], 7);
-  const std::string src = read_text(opt.out_dir + "/pconv_model.cpp");
+  const std::string src = read_text(dir + "/pconv_model.cpp");
   EXPECT_NE(src.find("_band2("), std::string::npos);  // 29 = 9 x 3 + 2
 }
 

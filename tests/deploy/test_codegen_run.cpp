@@ -106,7 +106,7 @@ TEST(DeployRun, WideResidualX86) {
 // counts that leave a short last block, row counts that leave a short row group, ReLU6, a conv
 // without activation, and maps of 13x11 (one vector) and 29x29 (two, with a zero margin
 // right of a partly filled vector) against both oracles.
-ModelFile block_model(uint64_t seed) {
+ModelFile block_model(uint64_t seed, int patterns = 4) {
   ModelFile m;
   Graph& g = m.graph;
   int x = g.input("in", 3, 29, 29);
@@ -119,7 +119,7 @@ ModelFile block_model(uint64_t seed) {
   g.linear("fc", x, LinearAttrs{5, true});
   m.params = init_params(g, seed);
   randomize_bn(m, seed + 1);
-  prune_model(m, 4, 2.0, false);
+  prune_model(m, patterns, 2.0, false);
   return m;
 }
 
@@ -172,7 +172,7 @@ TEST(DeployRun, StationaryRowsAvx512) {
 
 // Small maps (4x4, 3x3, 2x2) with each activation the small-map epilogue applies (ReLU6, none,
 // ReLU), on the vector gather and epilogue (avx512) and the scalar ones (avx2).
-ModelFile small_map_model(uint64_t seed) {
+ModelFile small_map_model(uint64_t seed, int patterns = 4) {
   ModelFile m;
   Graph& g = m.graph;
   int x = g.input("in", 6, 4, 4);
@@ -186,7 +186,7 @@ ModelFile small_map_model(uint64_t seed) {
   g.linear("fc", x, LinearAttrs{6, true});
   m.params = init_params(g, seed);
   randomize_bn(m, seed + 1);
-  prune_model(m, 4, 2.0, false);
+  prune_model(m, patterns, 2.0, false);
   return m;
 }
 
@@ -236,6 +236,27 @@ TEST(DeployRun, SmallMapScratchFollowsTheThreadCountAtCreate) {
             0)
       << out;
   EXPECT_NE(out.find("same"), std::string::npos) << out;
+}
+
+// With 12 patterns (the 4 SCPs and 8 more centre-holding 4-tap masks) the layers' taps include
+// corners, whose shifts cross rows in both layouts: the packed 4x4 and 3x3 maps, and the rows
+// layout's bands (29x29, 14x14), against both oracles.
+TEST(DeployRun, StationaryCornerTapsAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  for (const auto& [name, m] :
+       {std::pair<std::string, ModelFile>{"corner-packed", small_map_model(10, 12)},
+        {"corner-rows", block_model(11, 12)}}) {
+    SCOPED_TRACE(name);
+    check_target(m, name, "avx512");
+    const CompileResult c = compile_in(m, name, "avx512", work_dir(name + "-kind"));
+    int stationary = 0;
+    for (const auto& L : c.gen.layers)
+      if (L["kind"] == "sparse_stationary") {
+        ++stationary;
+        EXPECT_GT(L["tap_shifts"], 5) << L["name"];  // more than the centre and 4 neighbours
+      }
+    EXPECT_GE(stationary, 2);
+  }
 }
 
 TEST(DeployRun, PrunedResNet20X86) {

@@ -274,11 +274,11 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
       op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
     return s;
-  // Every tap's shifted copy of the channel stays in registers, beside the accumulator and the
-  // weights: at most 24 of AVX-512's 32. Packed: taps x vectors (4 vectors, 8x8, for the 5 taps
-  // of the 4 SCPs). Rows: a band's rows, the row above and below, and a copy per row of each tap
-  // off the centre column (the up/down taps are the neighbouring rows themselves): for the 4
-  // SCPs 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56).
+  // Every tap's shifted copy of the channel stays in registers, beside the accumulators and the
+  // weights. Packed: taps x vectors <= 24 of AVX-512's 32 (4 vectors, 8x8, for the 5 taps of the
+  // 4 SCPs). Rows: a band's rows and a copy per row of each tap off the centre column (the
+  // up/down taps are the neighbouring rows themselves) <= 24, plus the row above and below: for
+  // the 4 SCPs 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56).
   const std::vector<std::pair<int, int>> taps = stationary_taps(op);
   const int packed = (op.h * op.w + t.vec - 1) / t.vec;
   int sideways = 0;

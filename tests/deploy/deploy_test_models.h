@@ -1,12 +1,18 @@
-// Small models shared by the deploy tests of every target.
+// Small models shared by the deploy tests of every target, and the runner's command line.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "core/model_file.h"
 #include "deploy/synth.h"
 
 namespace pconv::deploy {
+
+// The runner a compile built in dir, on that folder's weights, with args after them.
+inline std::string runner_command(const std::string& dir, const std::string& args) {
+  return dir + "/build/runner " + dir + "/weights.bin " + args;
+}
 
 // A k x k conv with "same" padding.
 inline ConvAttrs conv(int out, int k, int stride, int groups = 1) {

@@ -143,9 +143,7 @@ TEST(DeployOpenCL, PrunedVgg16Cifar) {
   // (83 KB against its 64 KiB limit); they live in a global buffer.
   EXPECT_EQ(read_text(d + "/pconv_model.cl").find("__constant"), std::string::npos);
   std::string out;
-  ASSERT_EQ(run_command(d + "/build/runner " + d + "/weights.bin --input " + d +
-                            "/verify_input.f32 --repeat 10",
-                        &out),
+  ASSERT_EQ(run_command(runner_command(d, "--input " + d + "/verify_input.f32 --repeat 10"), &out),
             0)
       << out;
   EXPECT_NE(out.find("pconv-opencl: device \""), std::string::npos) << out;
@@ -269,7 +267,7 @@ TEST(DeployOpenCL, PlatformChoiceAndErrors) {
     const std::vector<float> x = random_input(m, 1);
     f.write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(x.size() * 4));
   }
-  const std::string run = d + "/build/runner " + d + "/weights.bin --input " + d + "/x.f32";
+  const std::string run = runner_command(d, "--input " + d + "/x.f32");
   std::string out;
   ASSERT_EQ(run_command(run, &out), 0) << out;
   std::smatch mt;
@@ -303,8 +301,6 @@ TEST(DeployOpenCL, WeightsFileMismatchIsReported) {
     f.write(z, 4);
   }
   std::string out;
-  EXPECT_NE(
-      run_command(d + "/build/runner " + d + "/weights.bin --input " + d + "/weights.bin", &out),
-      0);
+  EXPECT_NE(run_command(runner_command(d, "--input " + d + "/weights.bin"), &out), 0);
   EXPECT_NE(out.find("weights.bin is corrupt"), std::string::npos) << out;
 }

@@ -105,9 +105,8 @@ void write_ppm(const cv::Mat& rgb, const std::string& path) {
 std::vector<float> runner_tensor(const std::string& dir, const cv::Mat& rgb) {
   write_ppm(rgb, dir + "/x.ppm");
   std::string out;
-  if (run(dir + "/build/runner " + dir + "/weights.bin --image " + dir + "/x.ppm --save-input " +
-              dir + "/x.f32",
-          &out) != 0) {
+  if (run(runner_command(dir, "--image " + dir + "/x.ppm --save-input " + dir + "/x.f32"), &out) !=
+      0) {
     ADD_FAILURE() << "runner --image failed: " << out;
     return {};
   }
@@ -185,14 +184,13 @@ TEST(RunnerImage, WithoutPreprocessingImagesAreRefusedWithAFix) {
   cv::resize(read_rgb(sample_photos(1).at(0)), small, cv::Size(16, 16));
   write_ppm(small, dir + "/x.ppm");
   std::string out;
-  EXPECT_NE(run(dir + "/build/runner " + dir + "/weights.bin --image " + dir + "/x.ppm", &out), 0);
+  EXPECT_NE(run(runner_command(dir, "--image " + dir + "/x.ppm"), &out), 0);
   EXPECT_NE(out.find("--mean"), std::string::npos) << out;
   // The same input as a normalised tensor still runs.
   std::vector<float> x(3 * 16 * 16, 0.25f);
   std::ofstream(dir + "/x.f32", std::ios::binary)
       .write(reinterpret_cast<const char*>(x.data()), static_cast<std::streamsize>(x.size() * 4));
-  EXPECT_EQ(run(dir + "/build/runner " + dir + "/weights.bin --input " + dir + "/x.f32", &out), 0)
-      << out;
+  EXPECT_EQ(run(runner_command(dir, "--input " + dir + "/x.f32"), &out), 0) << out;
 
   CompileOptions opt;
   opt.target = "c";

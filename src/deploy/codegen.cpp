@@ -155,10 +155,9 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   // own per thread (pconv_create allocates one for each thread it may run on).
   // The stationary form keeps one group's accumulators there instead.
   for (size_t i = 0; i < n; ++i)
-    if (use_stationary(dm.ops[i], t))
+    if (const StationarySchedule S = stationary_schedule(dm.ops[i], t); S.ok)
       P.gather_floats =
-          std::max<int64_t>(P.gather_floats, int64_t{stationary_schedule(dm.ops[i], t).per_group} *
-                                                 stationary_schedule(dm.ops[i], t).vectors * t.vec);
+          std::max<int64_t>(P.gather_floats, int64_t{S.per_group} * S.vectors * t.vec);
     else if (use_small_map(dm.ops[i], t))
       P.gather_floats = std::max<int64_t>(
           P.gather_floats, round_up((static_cast<int64_t>(dm.ops[i].in_c) *
@@ -512,14 +511,19 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
   (void)go;
 }
 
+std::string vec_act(const Target& t, Act act, const std::string& v) {
+  std::string a = v;
+  if (act != Act::None) a = spell(t.max, {a, t.zero});
+  if (act == Act::ReLU6) a = spell(t.min, {a, spell(t.set1, {"6.0f"})});
+  return a;
+}
+
 void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
                      const std::string& ind) {
   const int V = t.vec;
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < T; ++x) {
-      std::string a = cat("acc", r, "_", x);
-      if (op.act != Act::None) a = spell(t.max, {a, t.zero});
-      if (op.act == Act::ReLU6) a = spell(t.min, {a, spell(t.set1, {"6.0f"})});
+      const std::string a = vec_act(t, op.act, cat("acc", r, "_", x));
       os << ind << spell(t.store, {cat("out + ", r * go.rs + static_cast<int64_t>(x) * V), a})
          << ";\n";
     }
@@ -680,9 +684,8 @@ void emit_sparse_blocked(std::ostream& os, const Target& t, const DeployModel& d
       os << ind << "for (int f = 0; f < nf; ++f) {\n";
       for (int rr = 0; rr < r; ++rr)
         for (int xx = 0; xx < x; ++xx) {
-          std::string a = spell(t.load, {cat("acc + f * ", slot, " + ", (rr * T + xx) * V)});
-          if (op.act != Act::None) a = spell(t.max, {a, t.zero});
-          if (op.act == Act::ReLU6) a = spell(t.min, {a, spell(t.set1, {"6.0f"})});
+          const std::string a = vec_act(
+              t, op.act, spell(t.load, {cat("acc + f * ", slot, " + ", (rr * T + xx) * V)}));
           os << ind << "  "
              << spell(t.store,
                       {cat("ob + (long)f * ", go.ps, " + ", rr * go.rs + (x0 + xx) * V), a})
@@ -887,9 +890,7 @@ bool emit_small_map_epilogue_vec(std::ostream& os, const Target& t, const Op& op
      << spell(t.add, {spell(t.set1, {bias}),
                       spell(t.perm, {spell(t.idx16, {array_lit(order)}), pair_sums("u0", "u1")})})
      << ";\n";
-  if (op.act != Act::None) os << in3 << "o = " << spell(t.max, {"o", t.zero}) << ";\n";
-  if (op.act == Act::ReLU6)
-    os << in3 << "o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
+  if (op.act != Act::None) os << in3 << "o = " << vec_act(t, op.act, "o") << ";\n";
   os << in3 << "float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
   for (int y = 0; y < op.h; ++y)
     os << in3
@@ -1061,11 +1062,6 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
       os << ind << "}\n";
     }
   };
-  auto act = [&](const std::string& ind) {
-    if (op.act != Act::None) os << ind << "o = " << spell(t.max, {"o", t.zero}) << ";\n";
-    if (op.act == Act::ReLU6)
-      os << ind << "o = " << spell(t.min, {"o", spell(t.set1, {"6.0f"})}) << ";\n";
-  };
   os << "static const int32_t " << fn << "_start[" << S.groups << "] = {\n    " << array_lit(starts)
      << "};\n";
   os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
@@ -1173,9 +1169,8 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
          << " + (long)y0 * " << go.rs << ";\n";
       for (int v = 0; v < B * RV; ++v) {
         os << ind << "  {\n"
-           << ind << "    " << t.vtype
-           << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", v * V)}) << ";\n";
-        act(ind + "    ");
+           << ind << "    const " << t.vtype << " o = "
+           << vec_act(t, op.act, spell(t.load, {cat("acc + f * ", NV * V, " + ", v * V)})) << ";\n";
         os << ind << "    "
            << spell(t.mask_storeu, {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V),
                                     hex_mask(lane_mask(v % RV)), "o"})
@@ -1239,9 +1234,9 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     os << "      for (int f = 0; f < nf; ++f) {\n";
     os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
     for (int k = 0; k < NV; ++k) {
-      os << "        {\n          " << t.vtype
-         << " o = " << spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}) << ";\n";
-      act("          ");
+      os << "        {\n          const " << t.vtype
+         << " o = " << vec_act(t, op.act, spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}))
+         << ";\n";
       for (const Piece& pc : pieces)
         if (pc.k == k)
           os << "          "

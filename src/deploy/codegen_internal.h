@@ -99,6 +99,8 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
 void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
                       const std::vector<Tap>& taps, int R, int T, const std::string& ind,
                       bool zero_l, bool zero_r, bool zero_tb);
+// Vector v through activation act (max with zero, then min with 6 for ReLU6).
+std::string vec_act(const Target& t, Act act, const std::string& v);
 void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
                      const std::string& ind);
 

@@ -258,9 +258,7 @@ class Emitter {
     }
     for (int r = 0; r < R; ++r)
       for (int x = 0; x < T; ++x) {
-        std::string v = acc(r, x);
-        if (op.act != Act::None) v = spell(t_.max, {v, t_.zero});
-        if (op.act == Act::ReLU6) v = spell(t_.min, {v, "6.0f"});
+        const std::string v = vec_act(t_, op.act, acc(r, x));
         os << ind << "out[" << r * vo.rs + x << "] = " << v << ";\n";
       }
   }

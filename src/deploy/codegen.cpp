@@ -1066,16 +1066,15 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
      << "};\n";
   os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
      << "};\n";
-  // One row a vector: a function per band size, for the band whose first row ic0 points at.
+  // Rows layout: a function per band size, for the band whose first row ic0 points at.
   std::vector<int> band_sizes;
   if (S.band) {
     band_sizes.push_back(S.band);
     if (op.h % S.band) band_sizes.push_back(op.h % S.band);
   }
   const int RV = (op.w + V - 1) / V;  // vectors a row (rows layout)
-  auto lane_mask = [&](int j) {       // the lanes of a row's vector j inside the map
-    const int n = std::min(V, op.w - j * V);
-    return n >= 32 ? ~0u : (1u << n) - 1;
+  auto lane_mask = [&](int j) {       // the lanes of a row's vector j inside the map (V <= 16)
+    return (1u << std::min(V, op.w - j * V)) - 1;
   };
   for (int B : band_sizes) {
     os << "static inline void " << fn << "_band" << B

@@ -60,8 +60,8 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 #define PC_OMP_FOR_IN _Pragma("omp for schedule(static)")
 #include <omp.h>
 // pconv_run runs the ops below the generator's min_parallel_work on the calling thread and
-// restores the caller's thread count after them; the small-map convs index their per-thread
-// gather scratch by pc_thread_num.
+// restores the caller's thread count after them; the small-map and stationary convs index their
+// per-thread scratch by pc_thread_num.
 static inline int pc_max_threads() { return omp_get_max_threads(); }
 static inline void pc_set_threads(int n) { omp_set_num_threads(n); }
 static inline int pc_thread_num() { return omp_get_thread_num(); }

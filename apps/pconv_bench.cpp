@@ -18,6 +18,8 @@ const char kUsage[] =
     "auto per conv, same run) and the dense model through pconv::Net; see docs/deploy.md.\n"
     "  --threads 1,2   thread counts to measure (default 1,2)\n"
     "  --repeat N      timed runs per measurement; medians and min-max reported (default 30)\n"
+    "  --rounds N      split them into N rounds, every measurement timed in each in turn, so\n"
+    "                  the generated code and oneDNN share the host's phases (default 5)\n"
     "  --target NAME   x86, avx512 or avx2 (default x86)\n"
     "  --work DIR      where the code is generated and built (default: a temp folder)\n"
     "  --json FILE     write every figure as JSON\n"
@@ -47,6 +49,8 @@ int main(int argc, char** argv) {
         }
       } else if (args.is("--repeat")) {
         o.repeat = args.int_value(1);
+      } else if (args.is("--rounds")) {
+        o.rounds = args.int_value(1);
       } else if (args.is("--json")) {
         json_out = args.value();
       } else if (args.is("--md")) {

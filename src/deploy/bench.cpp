@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <dnnl.hpp>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 
@@ -43,8 +44,8 @@ json stat_json(const Stat& s) {
 }
 
 template <typename F>
-Stat time_ms(int repeat, F&& f) {
-  for (int i = 0; i < 3; ++i) f();  // warm-up: JIT, first touch, caches
+Stat time_ms(int repeat, F&& f, int warm_up) {
+  for (int i = 0; i < warm_up; ++i) f();
   std::vector<double> v;
   for (int i = 0; i < repeat; ++i) {
     const auto t0 = Clock::now();
@@ -73,10 +74,28 @@ dnnl::primitive_attr act_attr(Act a) {
   return attr;
 }
 
+// A timed thing: its per-round statistics, combined at the end (median of the round medians,
+// min of the minima, max of the maxima), so every measurement samples the same rounds.
+struct Rounds {
+  std::vector<double> medians, mins, maxs;
+  void add(const Stat& s) {
+    if (s.median < 0) return;
+    medians.push_back(s.median), mins.push_back(s.min), maxs.push_back(s.max);
+  }
+  Stat stat() const {
+    if (medians.empty()) return {};
+    Stat s = stat_of(medians);
+    s.min = *std::min_element(mins.begin(), mins.end());
+    s.max = *std::max_element(maxs.begin(), maxs.end());
+    return s;
+  }
+};
+
 // One conv in oneDNN with algorithm `alg`, formats chosen by the primitive (tag::any), fused
-// activation as in the generated code. Returns median ms, or -1 when oneDNN has no implementation.
-Stat time_dnnl_conv(dnnl::engine& eng, dnnl::stream& s, const Op& op, dnnl::algorithm alg,
-                    int repeat, std::string* impl) {
+// activation as in the generated code: a callable that runs it once, or an empty one when oneDNN
+// has no implementation.
+std::function<void()> dnnl_conv(dnnl::engine& eng, dnnl::stream& s, const Op& op,
+                                dnnl::algorithm alg, std::string* impl) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   const int g = op.groups;
@@ -97,17 +116,17 @@ Stat time_dnnl_conv(dnnl::engine& eng, dnnl::stream& s, const Op& op, dnnl::algo
     dnnl::convolution_forward conv(pd);
     const std::unordered_map<int, dnnl::memory> args = {
         {DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, md}};
-    return time_ms(repeat, [&] {
+    return [conv, args, &s] {
       conv.execute(s, args);
       s.wait();
-    });
+    };
   } catch (const dnnl::error&) {
-    return Stat{};
+    return {};
   }
 }
 
-Stat time_dnnl_linear(dnnl::engine& eng, dnnl::stream& s, const Op& op, int in_features,
-                      int repeat) {
+std::function<void()> dnnl_linear(dnnl::engine& eng, dnnl::stream& s, const Op& op,
+                                  int in_features) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   try {
@@ -123,13 +142,22 @@ Stat time_dnnl_linear(dnnl::engine& eng, dnnl::stream& s, const Op& op, int in_f
     dnnl::inner_product_forward ip(pd);
     const std::unordered_map<int, dnnl::memory> args = {
         {DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, md}};
-    return time_ms(repeat, [&] {
+    return [ip, args, &s] {
       ip.execute(s, args);
       s.wait();
-    });
+    };
   } catch (const dnnl::error&) {
-    return Stat{};
+    return {};
   }
+}
+
+// The features a linear reads: its source's (through flattens) elements.
+int linear_in_features(const DeployModel& dm, const Op& op) {
+  int x = op.inputs[0];
+  while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
+    x = dm.ops[static_cast<size_t>(x)].inputs[0];
+  const Op& src = dm.ops[static_cast<size_t>(x)];
+  return src.c * src.h * src.w;
 }
 
 std::string shell_line(const std::string& cmd) {
@@ -170,6 +198,7 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
   j["cpu"] = shell_line("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'");
   j["target"] = c.target.name;
   j["repeat"] = opt.repeat;
+  j["rounds"] = std::max(1, std::min(opt.rounds, opt.repeat));
   j["verify"] = vr.message;
   j["oneDNN"] = cat(dnnl_version()->major, ".", dnnl_version()->minor, ".", dnnl_version()->patch);
   j["runs"] = json::array();
@@ -178,28 +207,70 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
   dnnl::stream s(eng);
   for (int th : opt.threads) {
     omp_set_num_threads(th);
-    // Generated code: per-layer medians from the timing hook, and the end-to-end latency.
-    std::string out;
-    const std::string cmd =
-        cat(opt.work_dir, "/build/runner ", opt.work_dir, "/weights.bin --input ", opt.work_dir,
-            "/verify_input.f32 --repeat ", opt.repeat, " --threads ", th, " --layer-times");
-    PCONV_CHECK(run_command(cmd, &out) == 0, "pconv-bench: runner failed:\n", out);
-    std::map<int, Stat> gen;
-    Stat e2e;
-    std::istringstream is(out);
-    for (std::string line; std::getline(is, line);) {
-      std::istringstream ls(line);
-      std::string w, lname;
-      int k = 0, op = 0;
-      Stat st;
-      if (line.rfind("layer ", 0) == 0) {
-        std::string a, b, c2;
-        ls >> w >> k >> w >> op >> lname >> a >> st.median >> b >> st.min >> c2 >> st.max;
-        gen[op] = st;
-      } else if (line.rfind("latency_ms", 0) == 0) {
-        ls >> w >> w >> e2e.median >> w >> e2e.min >> w >> e2e.max;
+    // Every measurement is created once, then all are timed in interleaved rounds (the runner's
+    // per-layer hook, each oneDNN primitive, the dense model), so a slow phase of a shared host
+    // falls on both sides of a ratio alike rather than on whichever ran during it.
+    struct Measured {
+      std::function<void()> run;
+      Rounds rounds;
+    };
+    enum { kDirect, kWinograd, kAuto, kLinear };
+    std::map<std::pair<size_t, int>, Measured> dnn;
+    std::map<size_t, std::string> impl_d, impl_w, impl_a;
+    for (size_t i = 1; i < dm.ops.size(); ++i) {
+      const Op& op = dm.ops[i];
+      if (op.type == OpType::Conv) {
+        dnn[{i, kDirect}].run =
+            dnnl_conv(eng, s, op, dnnl::algorithm::convolution_direct, &impl_d[i]);
+        dnn[{i, kWinograd}].run =
+            dnnl_conv(eng, s, op, dnnl::algorithm::convolution_winograd, &impl_w[i]);
+        dnn[{i, kAuto}].run = dnnl_conv(eng, s, op, dnnl::algorithm::convolution_auto, &impl_a[i]);
+      } else if (op.type == OpType::Linear) {
+        dnn[{i, kLinear}].run = dnnl_linear(eng, s, op, linear_in_features(dm, op));
       }
     }
+    // The whole dense model through pconv::Net (oneDNN, auto algorithm).
+    ParamMap params = m.params;
+    Net net(m.graph, params);
+    Shape shape = m.graph.input_shape();
+    shape.insert(shape.begin(), 1);
+    Tensor in(shape, 0.5f);
+    Measured dense{[&] { net.forward(in, false); }, {}};
+    std::map<int, Rounds> gen_rounds;
+    Rounds e2e_rounds;
+    const int rounds = std::max(1, std::min(opt.rounds, opt.repeat));
+    for (int r = 0; r < rounds; ++r) {
+      const int k = opt.repeat / rounds + (r < opt.repeat % rounds ? 1 : 0);
+      // Generated code: per-layer medians from the timing hook, and the end-to-end latency.
+      std::string out;
+      const std::string cmd =
+          cat(opt.work_dir, "/build/runner ", opt.work_dir, "/weights.bin --input ", opt.work_dir,
+              "/verify_input.f32 --repeat ", k, " --threads ", th, " --layer-times");
+      PCONV_CHECK(run_command(cmd, &out) == 0, "pconv-bench: runner failed:\n", out);
+      std::istringstream is(out);
+      for (std::string line; std::getline(is, line);) {
+        std::istringstream ls(line);
+        std::string w, lname;
+        int layer = 0, op = 0;
+        Stat st;
+        if (line.rfind("layer ", 0) == 0) {
+          std::string a, b, c2;
+          ls >> w >> layer >> w >> op >> lname >> a >> st.median >> b >> st.min >> c2 >> st.max;
+          gen_rounds[op].add(st);
+        } else if (line.rfind("latency_ms", 0) == 0) {
+          ls >> w >> w >> st.median >> w >> st.min >> w >> st.max;
+          e2e_rounds.add(st);
+        }
+      }
+      const int warm = r == 0 ? 3 : 1;  // first: JIT, first touch; then caches the others used
+      for (auto& [key, meas] : dnn)
+        if (meas.run) meas.rounds.add(time_ms(k, meas.run, warm));
+      dense.rounds.add(time_ms(k, dense.run, warm));
+    }
+    std::map<int, Stat> gen;
+    for (const auto& [op, rs] : gen_rounds) gen[op] = rs.stat();
+    const Stat e2e = e2e_rounds.stat();
+    auto timed = [&](size_t i, int kind) { return dnn[{i, kind}].rounds.stat(); };
     json run;
     run["threads"] = th;
     run["layers"] = json::array();
@@ -223,18 +294,13 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         L["pattern"] = pattern;
         L["nonzero_macs"] = op.plan.nonzero_macs;
         L["dense_macs"] = op.plan.dense_macs;
-        std::string impl_d, impl_w, impl_a;
-        const Stat d =
-            time_dnnl_conv(eng, s, op, dnnl::algorithm::convolution_direct, opt.repeat, &impl_d);
-        const Stat w =
-            time_dnnl_conv(eng, s, op, dnnl::algorithm::convolution_winograd, opt.repeat, &impl_w);
-        const Stat a =
-            time_dnnl_conv(eng, s, op, dnnl::algorithm::convolution_auto, opt.repeat, &impl_a);
+        const Stat d = timed(i, kDirect), w = timed(i, kWinograd), a = timed(i, kAuto);
         L["onednn_direct"] = stat_json(d);
         L["onednn_winograd"] = stat_json(w);
         L["onednn_auto"] = stat_json(a);
-        L["onednn_impl"] = {
-            {"direct", impl_d}, {"winograd", w.median < 0 ? "" : impl_w}, {"auto", impl_a}};
+        L["onednn_impl"] = {{"direct", impl_d[i]},
+                            {"winograd", w.median < 0 ? "" : impl_w[i]},
+                            {"auto", impl_a[i]}};
         double best = d.median;
         std::string which = "direct";
         if (w.median > 0 && w.median < best) best = w.median, which = "winograd";
@@ -250,13 +316,8 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         all_dnnl += best;
         if (pattern) pat_gen += g.median, pat_best += best, pat_nz += op.plan.nonzero_macs;
       } else if (op.type == OpType::Linear) {
-        int x = op.inputs[0];
-        while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
-          x = dm.ops[static_cast<size_t>(x)].inputs[0];
-        const Op& src = dm.ops[static_cast<size_t>(x)];
-        const int F = src.c * src.h * src.w;
-        const Stat d = time_dnnl_linear(eng, s, op, F, opt.repeat);
-        L["shape"] = cat(F, " -> ", op.c);
+        const Stat d = timed(i, kLinear);
+        L["shape"] = cat(linear_in_features(dm, op), " -> ", op.c);
         L["onednn"] = stat_json(d);
         L["speedup_vs_best"] = g.median > 0 ? d.median / g.median : 0.0;
         all_dnnl += std::max(0.0, d.median);
@@ -276,13 +337,7 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
                            {"onednn_best_ms", pat_best},
                            {"speedup_vs_best", pat_gen > 0 ? pat_best / pat_gen : 0.0},
                            {"generated_gflops_nonzero", gflops(pat_nz, pat_gen)}};
-    // The whole dense model through pconv::Net (oneDNN, auto algorithm).
-    ParamMap params = m.params;
-    Net net(m.graph, params);
-    Shape shape = m.graph.input_shape();
-    shape.insert(shape.begin(), 1);
-    Tensor in(shape, 0.5f);
-    const Stat nt = time_ms(opt.repeat, [&] { net.forward(in, false); });
+    const Stat nt = dense.rounds.stat();
     run["total"] = {{"generated_e2e", stat_json(e2e)},
                     {"generated_layers_sum_ms", all_gen},
                     {"onednn_layers_best_sum_ms", all_dnnl},
@@ -318,7 +373,8 @@ std::string bench_table(const json& j) {
   std::ostringstream os;
   for (const json& run : j["runs"]) {
     os << "== " << j["model"].get<std::string>() << ", " << run["threads"].get<int>()
-       << " thread(s), ms median of " << j["repeat"].get<int>() << "\n";
+       << " thread(s), ms: median of the medians of " << j.value("rounds", 1)
+       << " interleaved rounds, " << j["repeat"].get<int>() << " runs in all\n";
     char b[512];
     std::snprintf(b, sizeof b, "%-14s %-28s %9s %9s %9s %9s %7s %8s\n", "layer", "shape", "gen",
                   "direct", "winograd", "auto", "x best", "GF/s nz");
@@ -359,8 +415,10 @@ std::string bench_markdown(const json& j) {
      << j["commit"].get<std::string>()
      << (j["dirty"].get<bool>() ? " (built with uncommitted changes)" : "") << ", "
      << j["cpu"].get<std::string>() << ", oneDNN " << j["oneDNN"].get<std::string>() << ", target "
-     << j["target"].get<std::string>() << ", batch 1, ms median (min–max) of "
-     << j["repeat"].get<int>() << " runs.  \n"
+     << j["target"].get<std::string>()
+     << ", batch 1, ms: median of the per-round medians (min–max of all runs), "
+     << j["repeat"].get<int>() << " runs of each measurement in " << j.value("rounds", 1)
+     << " interleaved rounds.  \n"
      << "Verification: " << j["verify"].get<std::string>() << "\n\n";
   for (const json& run : j["runs"]) {
     const int th = run["threads"].get<int>();

@@ -104,6 +104,20 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       if (dm.ops[i].type == OpType::Flatten)
         P.geom[i] = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
   }
+  // The outputs of the ops split by channels: planes spaced so every such tensor spans the same
+  // floats (channels x plane stride), so thread t's contiguous share of the channels lies in the
+  // same share of its arena slot whatever the layer: a core then writes memory it wrote before.
+  {
+    int64_t span = 0, align = 16;
+    for (size_t i = 0; i < n; ++i)
+      if (channel_split_op(dm, i, t)) {
+        span = std::max(span, int64_t{P.geom[i].c} * P.geom[i].ps);
+        align = std::max(align, int64_t{P.geom[i].c} * 16);
+      }
+    span = round_up(span, align);
+    for (size_t i = 0; i < n; ++i)
+      if (channel_split_op(dm, i, t)) P.geom[i].ps = span / P.geom[i].c;
+  }
   // Liveness: a value dies after its last reader (a flatten forwards its readers to its source).
   std::vector<int> last(n, -1);
   auto src_of = [&](int x) {
@@ -115,14 +129,18 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
     for (int x : dm.ops[i].inputs) last[static_cast<size_t>(src_of(x))] = static_cast<int>(i);
   last[static_cast<size_t>(src_of(dm.output))] = static_cast<int>(n);
   // Greedy slot reuse: best fit among free slots, slots grow to their largest tenant.
+  // Each memory class (memory_class) keeps to slots of its own.
   std::vector<int64_t> slot_size;
   std::vector<int> slot_free_at;  // op index after which the slot is free again
+  std::vector<int> slot_class;
   for (size_t i = 0; i < n; ++i) {
     if (dm.ops[i].type == OpType::Flatten) continue;
     const int64_t need = round_up(P.geom[i].floats() + V, 16);
+    const int cls = memory_class(dm, i, t);
     int best = -1;
     for (size_t s = 0; s < slot_size.size(); ++s) {
       if (slot_free_at[s] >= static_cast<int>(i)) continue;  // inputs of op i are still read
+      if (slot_class[s] != cls) continue;
       if (best < 0 ||
           std::abs(slot_size[s] - need) < std::abs(slot_size[static_cast<size_t>(best)] - need))
         best = static_cast<int>(s);
@@ -131,6 +149,7 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       best = static_cast<int>(slot_size.size());
       slot_size.push_back(0);
       slot_free_at.push_back(0);
+      slot_class.push_back(cls);
     }
     slot_size[static_cast<size_t>(best)] = std::max(slot_size[static_cast<size_t>(best)], need);
     slot_free_at[static_cast<size_t>(best)] = std::max(last[i], static_cast<int>(i));
@@ -153,11 +172,11 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   P.arena_floats = off + round_up(scratch, 16);
   // The small-map kernels gather (channel, mask) -> (pixel, tap) vectors into a scratch of their
   // own per thread (pconv_create allocates one for each thread it may run on).
-  // The stationary form keeps one group's accumulators there instead.
+  // The stationary form keeps one group's accumulators there instead (split by channels: every
+  // group's partial sums, for the other threads to add up).
   for (size_t i = 0; i < n; ++i)
     if (const StationarySchedule S = stationary_schedule(dm.ops[i], t); S.ok)
-      P.gather_floats =
-          std::max<int64_t>(P.gather_floats, int64_t{S.per_group} * S.vectors * t.vec);
+      P.gather_floats = std::max<int64_t>(P.gather_floats, S.scratch_floats);
     else if (use_small_map(dm.ops[i], t))
       P.gather_floats = std::max<int64_t>(
           P.gather_floats, round_up((static_cast<int64_t>(dm.ops[i].in_c) *
@@ -304,6 +323,12 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   const double per_list = static_cast<double>(op.plan.kept_kernels) /
                           (static_cast<double>(s.groups) * op.in_c * op.plan.masks.size());
   s.ok = !s.band || (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= 4));
+  s.split = t.stationary_split_min_reduction > 0 && t.min_parallel_work > 0 &&
+            op.plan.nonzero_macs < t.min_parallel_work &&
+            op.plan.nonzero_macs >= int64_t{t.stationary_split_min_reduction} * op.c * op.h * op.w;
+  const int bands = s.band ? (op.h + s.band - 1) / s.band : 1;
+  s.scratch_floats = s.split ? int64_t{bands} * s.groups * s.per_group * s.vectors * t.vec
+                             : int64_t{s.per_group} * s.vectors * t.vec;
   return s;
 }
 
@@ -540,12 +565,38 @@ std::string geom_lit(const Geom& g) {
              g.flat ? 1 : 0, "}");
 }
 
-// pc_zero_border_k: the border of a mapped tensor zeroed with its geometry as constants.
-std::string zero_border_call(const Geom& g, const std::string& buf) {
+// What of op i's border its readers read as padding: nothing (pools, the packed stationary
+// layout's masked loads and the other ops that read the interior only), the rows just above and
+// below the interior (the stationary rows layout: its lane masks keep to the map's columns), or
+// all of it (the row kernel, the strided and small-map convs' gathers).
+enum class Border { None, Rows, Full };
+
+Border border_need(const DeployModel& dm, size_t i, const Target& t) {
+  Border need = Border::None;
+  for (size_t k = i + 1; k < dm.ops.size(); ++k) {
+    const Op& r = dm.ops[k];
+    if (std::find(r.inputs.begin(), r.inputs.end(), static_cast<int>(i)) == r.inputs.end())
+      continue;
+    Border b = Border::None;
+    if (r.type == OpType::Flatten)
+      b = border_need(dm, k, t);
+    else if (r.type == OpType::Conv && conv_kind(r) != ConvKind::Generic) {
+      const StationarySchedule S = stationary_schedule(r, t);
+      b = !S.ok ? Border::Full : S.band ? Border::Rows : Border::None;
+    }
+    need = std::max(need, b);
+  }
+  return need;
+}
+
+// The border of a mapped tensor zeroed, as much of it as its readers need, with its geometry as
+// constants: pc_zero_border_k, pc_zero_rows_k or nothing.
+std::string zero_border_call(const Geom& g, const std::string& buf, Border need = Border::Full) {
   PCONV_CHECK(g.org / g.rs == 1 && g.org % g.rs + g.w <= g.rs && g.ps >= (g.h + 2) * g.rs,
               "internal: a mapped tensor's border does not fit its plane");
-  return cat("pc_zero_border_k<", g.c, ", ", g.h, ", ", g.w, ", ", g.rs, ", ", g.ps, ", ", g.org,
-             ">(", buf, ")");
+  if (need == Border::None) return "";
+  return cat(need == Border::Rows ? "pc_zero_rows_k<" : "pc_zero_border_k<", g.c, ", ", g.h, ", ",
+             g.w, ", ", g.rs, ", ", g.ps, ", ", g.org, ">(", buf, ")");
 }
 
 // Pooling: windows that all lie inside the map (no padding) take pc_pool_k, geometry constant.
@@ -943,6 +994,10 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
      << "};\n";
   os << "static const int " << fn << "_cnt[" << op.c << "] = {\n    " << array_lit(counts)
      << "};\n";
+  std::vector<int64_t> work(1, 0);  // records before each filter, for the threads' shares
+  for (int n : counts) work.push_back(work.back() + n);
+  os << "static const int " << fn << "_work[" << work.size() << "] = {\n    " << array_lit(work)
+     << "};\n";
   os << "// " << op.source << ": sparse 3x3 s1 small map (pixel x tap lanes), " << op.in_c << "x"
      << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M
      << " masks in one record list per filter, " << nv << " vectors per kernel, " << U
@@ -975,7 +1030,11 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
   }
   res.pattern_kernels += M;
   os << "    }\n";
-  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int p = 0; p < " << op.c << "; ++p) {\n";
+  // Filters in contiguous shares of near-equal work (the reorder put the heaviest first), so
+  // a thread's planes stay about those the border zeroing after it gives it.
+  os << "    int p0, p1;\n    pc_split_work(" << fn << "_work, " << op.c
+     << ", pc_num_threads(), pc_thread_num(), &p0, &p1);\n";
+  os << "    for (int p = p0; p < p1; ++p) {\n";
   os << "      const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
   const std::string in3 = "      ";
   for (int u = 0; u < U; ++u)
@@ -1025,225 +1084,324 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
 // Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one to
 // four vectors a row are swept in bands of rows, each band size a function of its own (the last
 // band may be shorter). Threads take groups.
+// The packed map's rows as (vector, row, lane mask) pieces, for the masked loads and stores.
+struct StationaryPiece {
+  int k, y;
+  uint32_t mask;
+};
+
+std::vector<StationaryPiece> stationary_pieces(const Op& op, const Target& t, int NV) {
+  std::vector<StationaryPiece> pieces;
+  for (int k = 0; k < NV; ++k)
+    for (int y = 0; y < op.h; ++y) {
+      uint32_t mask = 0;
+      for (int x = 0; x < op.w; ++x)
+        if ((y * op.w + x) / t.vec == k) mask |= 1u << ((y * op.w + x) % t.vec);
+      if (mask) pieces.push_back({k, y, mask});
+    }
+  return pieces;
+}
+
+std::string stationary_piece_ptr(const Op& op, const Target& t, const std::string& base,
+                                 const StationaryPiece& pc, int64_t rs) {
+  return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * t.vec - int64_t{pc.y} * op.w);
+}
+
+// The records of one channel: per mask, load the filter's accumulators, add the taps (named by
+// `vec`), store them back.
+void emit_stationary_records(std::ostream& os, const Target& t, const Op& op,
+                             const std::string& ind, int nv,
+                             const std::function<std::string(int, int, int)>& vec) {
+  const int M = static_cast<int>(op.plan.masks.size());
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(mt.size());
+    os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    os << ind << "  float* PC_RESTRICT a = acc + r[0];\n";
+    for (const Tap& tp : mt)
+      os << ind << "  const " << t.vtype << " w" << tp.j << " = "
+         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+    for (int k = 0; k < nv; ++k) {
+      os << ind << "  " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * t.vec)})
+         << ";\n";
+      for (const Tap& tp : mt)
+        os << ind << "  s" << k << " = "
+           << spell(t.fma, {vec(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
+      os << ind << "  " << spell(t.store, {cat("a + ", k * t.vec), cat("s", k)}) << ";\n";
+    }
+    os << ind << "}\n";
+  }
+}
+
+std::string stationary_tap_name(int dy, int dx, int k) {
+  return cat("t", dy + 1, dx + 1, "_", k);
+}
+
+// Rows layout: the band function for bands of B rows. It runs nc channels from the one whose
+// band ic0 points at: loads rows -1 .. B (the zero rows above and below the map cover its edges),
+// shifts the sideways taps, adds the records.
+void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                             const std::string& fn, int B) {
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const int RV = (op.w + V - 1) / V;  // vectors a row
+  auto lane_mask = [&](int j) { return (1u << std::min(V, op.w - j * V)) - 1; };
+  os << "static inline void " << fn << "_band" << B
+     << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
+        "const int* PC_RESTRICT cnt, int nc) {\n";
+  os << "  for (int c = 0; c < nc; ++c, cnt += " << M << ") {\n";
+  os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+  for (int k = 0; k < B + 2; ++k)
+    for (int j = 0; j < RV; ++j)
+      os << "    const " << t.vtype << " x" << k << "_" << j << " = "
+         << spell(t.mask_loadu,
+                  {hex_mask(lane_mask(j)), cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
+         << ";\n";
+  for (auto [dy, dx] : stationary_taps(op)) {
+    if (dx == 0) continue;
+    for (int j = 0; j < RV; ++j) {
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l) {
+        const int x = j * V + l;
+        if (x < op.w && x + dx >= 0 && x + dx < op.w) valid |= 1u << l;
+      }
+      for (int k = 0; k < B; ++k) {
+        const int row = k + 1 + dy;
+        const std::string cur = cat("x", row, "_", j);
+        const std::string nb = dx > 0 ? (j + 1 < RV ? cat("x", row, "_", j + 1) : t.zero)
+                                      : (j > 0 ? cat("x", row, "_", j - 1) : t.zero);
+        os << "    const " << t.vtype << " " << stationary_tap_name(dy, dx, k * RV + j) << " = "
+           << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
+                      : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
+           << ";\n";
+      }
+    }
+  }
+  emit_stationary_records(os, t, op, "    ", B * RV, [&](int dy, int dx, int v) {
+    return dx == 0 ? cat("x", v / RV + 1 + dy, "_", v % RV) : stationary_tap_name(dy, dx, v);
+  });
+  os << "  }\n}\n";
+}
+
+// Packed layout: the channel loop over [cb, ce), inline in the layer function. Lane l of vector k
+// holds pixel p = k*V + l = y*W + x.
+void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                                 int NV, const std::string& cb, const std::string& ce,
+                                 const std::string& ind) {
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
+  os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c, cnt += " << M << ") {\n";
+  os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  for (int k = 0; k < NV; ++k)
+    os << ind << "  " << t.vtype << " " << stationary_tap_name(0, 0, k) << " = " << t.zero << ";\n";
+  for (const StationaryPiece& pc : stationary_pieces(op, t, NV))
+    os << ind << "  " << stationary_tap_name(0, 0, pc.k) << " = "
+       << spell(t.mask_loadu_into, {stationary_tap_name(0, 0, pc.k), hex_mask(pc.mask),
+                                    stationary_piece_ptr(op, t, "ic", pc, gi.rs)})
+       << ";\n";
+  for (auto [dy, dx] : stationary_taps(op)) {
+    if (dy == 0 && dx == 0) continue;
+    const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
+    for (int k = 0; k < NV; ++k) {
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l) {
+        const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
+        if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+      }
+      // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
+      const std::string lo = sh > 0 ? stationary_tap_name(0, 0, k)
+                                    : (k > 0 ? stationary_tap_name(0, 0, k - 1) : t.zero);
+      const std::string hi = sh > 0 ? (k + 1 < NV ? stationary_tap_name(0, 0, k + 1) : t.zero)
+                                    : stationary_tap_name(0, 0, k);
+      os << ind << "  const " << t.vtype << " " << stationary_tap_name(dy, dx, k) << " = "
+         << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
+    }
+  }
+  emit_stationary_records(os, t, op, ind + "  ", NV, stationary_tap_name);
+  os << ind << "}\n";
+}
+
+// Stores a filter's accumulators (at `src`; split: thread 0's partials, the others' GF floats
+// apart, summed in thread order) activated into its output plane at `ob`: `nv` vectors, a band of
+// nv / RV rows (rows layout) or the packed map.
+void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, const Geom& go,
+                           const StationarySchedule& S, int64_t GF, const std::string& ind,
+                           const std::string& src, int nv) {
+  const int V = t.vec, RV = (op.w + V - 1) / V;
+  auto value = [&](int v) {
+    const std::string at = cat(src, " + ", v * V);
+    if (!S.split) {
+      os << ind << "  const " << t.vtype << " o = " << vec_act(t, op.act, spell(t.load, {at}))
+         << ";\n";
+      return;
+    }
+    os << ind << "  " << t.vtype << " o = " << spell(t.load, {at}) << ";\n";
+    os << ind << "  for (int u = 1; u < nth; ++u) o = "
+       << spell(t.add, {"o", spell(t.load, {cat(at, " + (long)u * ", GF)})}) << ";\n";
+    os << ind << "  o = " << vec_act(t, op.act, "o") << ";\n";
+  };
+  for (int v = 0; v < nv; ++v) {
+    os << ind << "{\n";
+    value(v);
+    if (S.band) {
+      const uint32_t mask = (1u << std::min(V, op.w - (v % RV) * V)) - 1;
+      os << ind << "  "
+         << spell(t.mask_storeu,
+                  {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V), hex_mask(mask), "o"})
+         << ";\n";
+    } else {
+      for (const StationaryPiece& pc : stationary_pieces(op, t, S.vectors))
+        if (pc.k == v)
+          os << ind << "  "
+             << spell(t.mask_storeu,
+                      {stationary_piece_ptr(op, t, "ob", pc, go.rs), hex_mask(pc.mask), "o"})
+             << ";\n";
+    }
+    os << ind << "}\n";
+  }
+}
+
 void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                      size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
   const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
   const Geom& go = P.geom[i];
-  const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
   const StationarySchedule S = stationary_schedule(op, t);
-  const int NV = S.vectors;
+  const int NV = S.vectors, G = S.groups, PG = S.per_group;
+  const int64_t GF = P.gather_floats, FV = int64_t{NV} * V;  // floats a filter's accumulators
   const std::string fn = cat("L", i);
   std::vector<int> counts;
   std::vector<int64_t> starts;
   stationary_records(op, t, &counts, &starts);
-  const std::vector<std::pair<int, int>> taps = stationary_taps(op);
-  auto tap_name = [](int dy, int dx, int k) { return cat("t", dy + 1, dx + 1, "_", k); };
-  // The records of one channel: per mask, load the filter's accumulators, add the taps (named by
-  // `vec`), store them back.
-  auto emit_records = [&](const std::string& ind, int nv,
-                          const std::function<std::string(int, int, int)>& vec) {
-    for (int m = 0; m < M; ++m) {
-      const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
-      const int nt = static_cast<int>(mt.size());
-      os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
-      os << ind << "  float* PC_RESTRICT a = acc + r[0];\n";
-      for (const Tap& tp : mt)
-        os << ind << "  const " << t.vtype << " w" << tp.j << " = "
-           << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
-      for (int k = 0; k < nv; ++k) {
-        os << ind << "  " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * V)})
-           << ";\n";
-        for (const Tap& tp : mt)
-          os << ind << "  s" << k << " = "
-             << spell(t.fma, {vec(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
-        os << ind << "  " << spell(t.store, {cat("a + ", k * V), cat("s", k)}) << ";\n";
-      }
-      os << ind << "}\n";
-    }
-  };
-  os << "static const int32_t " << fn << "_start[" << S.groups << "] = {\n    " << array_lit(starts)
+  os << "static const int32_t " << fn << "_start[" << G << "] = {\n    " << array_lit(starts)
      << "};\n";
   os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
      << "};\n";
-  // Rows layout: a function per band size, for the band whose first row ic0 points at.
+  if (S.split) {  // per group, each channel's first record word (a thread starts at its first)
+    std::vector<int64_t> cstart;
+    for (int g = 0; g < G; ++g) {
+      int64_t w = starts[static_cast<size_t>(g)];
+      for (int c = 0; c <= op.in_c; ++c) {
+        cstart.push_back(w);
+        for (int m = 0; m < M && c < op.in_c; ++m)
+          w += int64_t{counts[(static_cast<size_t>(g) * op.in_c + c) * M + m]} *
+               (popcount9(op.plan.masks[static_cast<size_t>(m)]) + 1);
+      }
+    }
+    os << "static const int32_t " << fn << "_cstart[" << cstart.size() << "] = {\n    "
+       << array_lit(cstart) << "};\n";
+  }
   std::vector<int> band_sizes;
   if (S.band) {
     band_sizes.push_back(S.band);
     if (op.h % S.band) band_sizes.push_back(op.h % S.band);
   }
-  const int RV = (op.w + V - 1) / V;  // vectors a row (rows layout)
-  auto lane_mask = [&](int j) {       // the lanes of a row's vector j inside the map (V <= 16)
-    return (1u << std::min(V, op.w - j * V)) - 1;
-  };
-  for (int B : band_sizes) {
-    os << "static inline void " << fn << "_band" << B
-       << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
-          "const int* PC_RESTRICT cnt) {\n";
-    os << "  for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
-    os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
-    // Rows -1 .. B of the band: the zero rows above and below the map cover its edges.
-    for (int k = 0; k < B + 2; ++k)
-      for (int j = 0; j < RV; ++j)
-        os << "    const " << t.vtype << " x" << k << "_" << j << " = "
-           << spell(t.mask_loadu,
-                    {hex_mask(lane_mask(j)), cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
-           << ";\n";
-    for (auto [dy, dx] : taps) {
-      if (dx == 0) continue;
-      for (int j = 0; j < RV; ++j) {
-        uint32_t valid = 0;
-        for (int l = 0; l < V; ++l) {
-          const int x = j * V + l;
-          if (x < op.w && x + dx >= 0 && x + dx < op.w) valid |= 1u << l;
-        }
-        for (int k = 0; k < B; ++k) {
-          const int row = k + 1 + dy;
-          const std::string cur = cat("x", row, "_", j);
-          const std::string nb = dx > 0 ? (j + 1 < RV ? cat("x", row, "_", j + 1) : t.zero)
-                                        : (j > 0 ? cat("x", row, "_", j - 1) : t.zero);
-          os << "    const " << t.vtype << " " << tap_name(dy, dx, k * RV + j) << " = "
-             << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
-                        : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
-             << ";\n";
-        }
-      }
-    }
-    emit_records("    ", B * RV, [&](int dy, int dx, int v) {
-      return dx == 0 ? cat("x", v / RV + 1 + dy, "_", v % RV) : tap_name(dy, dx, v);
-    });
-    os << "  }\n}\n";
-  }
+  for (int B : band_sizes) emit_stationary_band_fn(os, t, op, gi, fn, B);
+  const int RV = (op.w + V - 1) / V, NB = S.band ? (op.h + S.band - 1) / S.band : 1;
   os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
      << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
      << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors")
                 : cat(NV, " packed vectors a channel"))
-     << ", " << taps.size() << " taps, " << S.groups << " groups of " << S.per_group
-     << " filters\n";
+     << ", " << stationary_taps(op).size() << " taps, " << G << " groups of " << PG << " filters"
+     << (S.split ? ", threads split input channels" : "") << "\n";
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT scratch) {\n";
   os << "  PC_OMP_PARALLEL\n  {\n";
-  os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << P.gather_floats
-     << ";\n";
-  // Rows layout with bands: jobs are (band, group), band-major, split into contiguous runs per
-  // thread, so each thread writes (and the next such layer reads) its own rows.
-  const int NB = S.band ? (op.h + S.band - 1) / S.band : 1;
-  if (S.band && t.stationary_band_major) {
-    os << "    PC_OMP_FOR_IN\n    for (int job = 0; job < " << NB * S.groups << "; ++job) {\n";
-    os << "      const int g = job % " << S.groups << ";\n";
+  // Jobs: (band, group), band-major. Split: every thread runs every job over its channels.
+  // Otherwise threads take jobs, contiguous runs (so each thread writes, and the next such layer
+  // reads, its own rows) or, packed, groups cyclically.
+  const bool jobs = S.split || (S.band && t.stationary_band_major);
+  if (S.split) {
+    os << "    const int nth = pc_num_threads(), th = pc_thread_num();\n";
+    os << "    int c0, c1;\n    pc_split(" << op.in_c << ", nth, th, &c0, &c1);\n";
+    os << "    float* PC_RESTRICT part = scratch + (long)th * " << GF << ";\n";
+    os << "    for (int job = 0; job < " << NB * G << "; ++job) {\n";
   } else {
-    os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < " << S.groups << "; ++g) {\n";
+    os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << GF << ";\n";
+    os << (jobs ? cat("    PC_OMP_FOR_IN\n    for (int job = 0; job < ", NB * G, "; ++job) {\n")
+                : cat("    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < ", G, "; ++g) {\n"));
   }
-  os << "      const int p0 = g * " << S.per_group << ";\n";
-  os << "      const int nf = " << op.c << " - p0 < " << S.per_group << " ? " << op.c
-     << " - p0 : " << S.per_group << ";\n";
-  os << "      const uint32_t* PC_RESTRICT rg = wts + " << P.woff[i] << " + " << fn
-     << "_start[g];\n";
-  os << "      const int* PC_RESTRICT cg = " << fn << "_cnt + g * " << op.in_c * M << ";\n";
+  if (jobs) os << "      const int g = job % " << G << ";\n";
+  if (S.split) os << "      float* PC_RESTRICT acc = part + (long)job * " << PG * FV << ";\n";
+  os << "      const int p0 = g * " << PG << ";\n";
+  os << "      const int nf = " << op.c << " - p0 < " << PG << " ? " << op.c << " - p0 : " << PG
+     << ";\n";
+  os << "      const uint32_t* PC_RESTRICT rg = wts + " << P.woff[i] << " + "
+     << (S.split ? cat(fn, "_cstart[g * ", op.in_c + 1, " + c0]") : cat(fn, "_start[g]")) << ";\n";
+  os << "      const int* PC_RESTRICT cg = " << fn << "_cnt + "
+     << (S.split ? cat("(g * ", op.in_c, " + c0) * ", M) : cat("g * ", op.in_c * M)) << ";\n";
   auto init_acc = [&](const std::string& ind, int nv) {
+    const std::string bias =
+        spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})});
     os << ind << "for (int f = 0; f < nf; ++f) {\n";
     os << ind << "  const " << t.vtype
-       << " b = " << spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})})
-       << ";\n";
+       << " b = " << (S.split ? cat("th == 0 ? ", bias, " : ", t.zero) : bias) << ";\n";
     for (int k = 0; k < nv; ++k)
-      os << ind << "  " << spell(t.store, {cat("acc + f * ", NV * V, " + ", k * V), "b"}) << ";\n";
+      os << ind << "  " << spell(t.store, {cat("acc + f * ", FV, " + ", k * V), "b"}) << ";\n";
     os << ind << "}\n";
   };
+  const std::string c_begin = S.split ? "c0" : "0", n_channels = S.split ? "c1 - c0" : cat(op.in_c);
   if (S.band) {
-    if (t.stationary_band_major)
-      os << "      {\n        const int y0 = job / " << S.groups << " * " << S.band << ";\n";
-    else
-      os << "      for (int y0 = 0; y0 < " << op.h << "; y0 += " << S.band << ") {\n";
+    os << (jobs ? cat("      {\n        const int y0 = job / ", G, " * ", S.band, ";\n")
+                : cat("      for (int y0 = 0; y0 < ", op.h, "; y0 += ", S.band, ") {\n"));
     for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
       const int B = band_sizes[bi];
       const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
       if (band_sizes.size() > 1)
         os << "        " << (bi ? "else" : cat("if (y0 + ", S.band, " <= ", op.h, ")")) << " {\n";
       init_acc(ind, B * RV);
-      os << ind << fn << "_band" << B << "(in + " << gi.org << " + (long)y0 * " << gi.rs
-         << ", acc, rg, cg);\n";
-      os << ind << "for (int f = 0; f < nf; ++f) {\n";
-      os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org
-         << " + (long)y0 * " << go.rs << ";\n";
-      for (int v = 0; v < B * RV; ++v) {
-        os << ind << "  {\n"
-           << ind << "    const " << t.vtype << " o = "
-           << vec_act(t, op.act, spell(t.load, {cat("acc + f * ", NV * V, " + ", v * V)})) << ";\n";
-        os << ind << "    "
-           << spell(t.mask_storeu, {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V),
-                                    hex_mask(lane_mask(v % RV)), "o"})
-           << ";\n"
-           << ind << "  }\n";
+      os << ind << fn << "_band" << B << "(in + " << gi.org << " + (long)" << c_begin << " * "
+         << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels << ");\n";
+      if (!S.split) {
+        os << ind << "for (int f = 0; f < nf; ++f) {\n";
+        os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org
+           << " + (long)y0 * " << go.rs << ";\n";
+        emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * RV);
+        os << ind << "}\n";
       }
-      os << ind << "}\n";
       if (band_sizes.size() > 1) os << "        }\n";
     }
-    os << "      }\n    }\n  }\n}\n\n";
+    os << "      }\n";
   } else {
-    // Packed: lane l of vector k holds pixel p = k*V + l = y*W + x; the map's rows as (vector,
-    // row, lane mask) pieces, for the masked loads and stores.
-    struct Piece {
-      int k, y;
-      uint32_t mask;
-    };
-    std::vector<Piece> pieces;
-    for (int k = 0; k < NV; ++k)
-      for (int y = 0; y < op.h; ++y) {
-        uint32_t mask = 0;
-        for (int x = 0; x < op.w; ++x)
-          if ((y * op.w + x) / V == k) mask |= 1u << ((y * op.w + x) % V);
-        if (mask) pieces.push_back({k, y, mask});
-      }
-    auto piece_ptr = [&](const std::string& base, const Piece& pc, int64_t rs) {
-      return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * V - int64_t{pc.y} * op.w);
-    };
     os << "      const uint32_t* PC_RESTRICT r = rg;\n";
     os << "      const int* PC_RESTRICT cnt = cg;\n";
     init_acc("      ", NV);
-    os << "      for (int c = 0; c < " << op.in_c << "; ++c, cnt += " << M << ") {\n";
-    os << "        const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
-    for (int k = 0; k < NV; ++k)
-      os << "        " << t.vtype << " " << tap_name(0, 0, k) << " = " << t.zero << ";\n";
-    for (const Piece& pc : pieces)
-      os << "        " << tap_name(0, 0, pc.k) << " = "
-         << spell(t.mask_loadu_into,
-                  {tap_name(0, 0, pc.k), hex_mask(pc.mask), piece_ptr("ic", pc, gi.rs)})
-         << ";\n";
-    for (auto [dy, dx] : taps) {
-      if (dy == 0 && dx == 0) continue;
-      const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
-      for (int k = 0; k < NV; ++k) {
-        uint32_t valid = 0;
-        for (int l = 0; l < V; ++l) {
-          const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
-          if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
-        }
-        // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
-        const std::string lo =
-            sh > 0 ? tap_name(0, 0, k) : (k > 0 ? tap_name(0, 0, k - 1) : t.zero);
-        const std::string hi =
-            sh > 0 ? (k + 1 < NV ? tap_name(0, 0, k + 1) : t.zero) : tap_name(0, 0, k);
-        os << "        const " << t.vtype << " " << tap_name(dy, dx, k) << " = "
-           << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
-      }
+    emit_stationary_packed_loop(os, t, op, gi, NV, c_begin, S.split ? "c1" : cat(op.in_c),
+                                "      ");
+    if (!S.split) {
+      os << "      for (int f = 0; f < nf; ++f) {\n";
+      os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
+      emit_stationary_store(os, t, op, go, S, GF, "        ", cat("acc + f * ", FV), NV);
+      os << "      }\n";
     }
-    emit_records("        ", NV, tap_name);
-    os << "      }\n";
-    os << "      for (int f = 0; f < nf; ++f) {\n";
-    os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
-    for (int k = 0; k < NV; ++k) {
-      os << "        {\n          const " << t.vtype
-         << " o = " << vec_act(t, op.act, spell(t.load, {cat("acc + f * ", NV * V, " + ", k * V)}))
-         << ";\n";
-      for (const Piece& pc : pieces)
-        if (pc.k == k)
-          os << "          "
-             << spell(t.mask_storeu, {piece_ptr("ob", pc, go.rs), hex_mask(pc.mask), "o"}) << ";\n";
-      os << "        }\n";
-    }
-    os << "      }\n    }\n  }\n}\n\n";
   }
+  os << "    }\n";
+  if (S.split) {
+    // Every thread's partials are in: finish this thread's share of the filters.
+    os << "    PC_OMP_BARRIER\n";
+    os << "    int f0, f1;\n    pc_split(" << op.c << ", nth, th, &f0, &f1);\n";
+    os << "    for (int f = f0; f < f1; ++f) {\n";
+    os << "      const float* PC_RESTRICT s0 = scratch + (long)f * " << FV << ";\n";
+    os << "      float* ob0 = out + (long)f * " << go.ps << " + " << go.org << ";\n";
+    if (S.band) {
+      os << "      for (int b = 0; b < " << NB << "; ++b) {\n";
+      os << "        const float* PC_RESTRICT s = s0 + (long)b * " << int64_t{G} * PG * FV << ";\n";
+      os << "        float* ob = ob0 + (long)b * " << int64_t{S.band} * go.rs << ";\n";
+      for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
+        const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
+        if (band_sizes.size() > 1)
+          os << "        " << (bi ? "else" : cat("if (b + 1 < ", NB, ")")) << " {\n";
+        emit_stationary_store(os, t, op, go, S, GF, ind, "s", band_sizes[bi] * RV);
+        if (band_sizes.size() > 1) os << "        }\n";
+      }
+      os << "      }\n";
+    } else {
+      os << "      const float* PC_RESTRICT s = s0;\n      float* ob = ob0;\n";
+      emit_stationary_store(os, t, op, go, S, GF, "      ", "s", NV);
+    }
+    os << "    }\n";
+  }
+  os << "  }\n}\n\n";
   res.pattern_kernels += M;
   res.layers.push_back({{"op", i},
                         {"name", op.name},
@@ -1253,9 +1411,10 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
                         {"layout", S.band ? "rows" : "packed"},
                         {"band_rows", S.band},
                         {"vectors", NV},
-                        {"tap_shifts", taps.size()},
-                        {"groups", S.groups},
-                        {"filters_per_group", S.per_group}});
+                        {"tap_shifts", stationary_taps(op).size()},
+                        {"groups", G},
+                        {"filters_per_group", PG},
+                        {"threads_split", S.split ? "input channels" : "filters"}});
 }
 
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
@@ -1313,32 +1472,6 @@ void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, cons
       {{"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}});
 }
 
-// An op's work in MAC-equivalents, for the threading decision (Target::min_parallel_work): MACs
-// for convs (non-zero ones for pruned layers); 16 per element for what streams memory rather than
-// computing: a linear's weights (a batch-1 GEMV reads each once), the inputs of pools, adds,
-// affine ops, activations and the input copy. So at the default bar such an op is threaded from
-// 2 MB of input on, the per-core L2 here: below that its input sits in the producing core's
-// cache (VGG-16/32's 0.26 MB pool input: 2 threads 2x slower; VGG-16/224's 3.2 MB: 2x faster).
-int64_t op_work(const DeployModel& dm, size_t i) {
-  const Op& op = dm.ops[i];
-  switch (op.type) {
-    case OpType::Conv:
-      return op.plan.nonzero_macs;
-    case OpType::Linear:
-      return 16 * static_cast<int64_t>(op.weight.size());
-    case OpType::Input:
-      return 16 * static_cast<int64_t>(op.c) * op.h * op.w;
-    default: {
-      int64_t e = 0;
-      for (int x : op.inputs) {
-        const Op& s = dm.ops[static_cast<size_t>(x)];
-        e += static_cast<int64_t>(s.c) * s.h * s.w;
-      }
-      return 16 * e;
-    }
-  }
-}
-
 }  // namespace
 
 std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan& P,
@@ -1351,18 +1484,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   // Layers.
   std::vector<std::string> calls, layer_names;
   std::vector<int> layer_ops;
-  // Threads per op, set by pc_set_threads where it changes: the gather form of the small-map
-  // convs at any size (each thread gathers its own copy of the input, so they scale where the
-  // other convs lose; at most the count pconv_create made room for); one for other ops below
-  // min_parallel_work (the stationary form too: at 2 threads its VGG-16/32 layers took 1.5x
-  // their 1-thread time, docs/deploy.md); every thread otherwise (the stationary form at most
-  // the count its scratch has room for).
-  auto threads_of = [&](size_t i) -> std::string {
-    const bool stationary = use_stationary(dm.ops[i], t);
-    if (!stationary && use_small_map(dm.ops[i], t)) return "pc_gather_threads";
-    if (t.min_parallel_work > 0 && op_work(dm, i) < t.min_parallel_work) return "1";
-    return stationary ? "pc_gather_threads" : "pc_threads";
-  };
+  auto threads_of = [&](size_t i) { return op_threads(dm, i, t); };
   const std::string input_threads = threads_of(0);
   std::string threads_now = input_threads;
   nlohmann::json serial_ops = nlohmann::json::array();
@@ -1447,11 +1569,10 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     if (threads_now == "1") serial_ops.push_back(op.name);
     calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
-    if (threads_now == "pc_gather_threads") {  // its border is a few floats a channel
-      threads_now = "1";
-      calls.push_back("  pc_set_threads(1);");
-    }
-    if (!P.geom[i].flat) calls.push_back(cat("  ", zero_border_call(P.geom[i], out), ";"));
+    if (const std::string z =
+            P.geom[i].flat ? "" : zero_border_call(P.geom[i], out, border_need(dm, i, t));
+        !z.empty())
+      calls.push_back(cat("  ", z, ";"));
     calls.push_back(cat("  PC_LAYER_END(", k, ");"));
   }
   const Geom& gin = P.geom[0];

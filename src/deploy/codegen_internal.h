@@ -29,6 +29,20 @@ struct Tap {
 };
 
 Plan make_plan(const DeployModel& dm, const Target& t);
+
+// Threads (codegen_threads.cpp). op_threads: the count op i runs on, as generated code:
+// "pc_threads" (the caller's), "pc_gather_threads" (at most what pconv_create made per-thread
+// scratch for: the small-map gather form, the stationary form) or "1" (ops below
+// Target::min_parallel_work: at 2 threads here they lost more to data moving between the cores
+// than they gained). Stationary convs split by input channels, the pools after them and their
+// border zeroing run on every thread and split channels alike (channel_split_op), so each core
+// keeps to the channels it owns. memory_class: who writes op i's output, 0 the calling thread,
+// 1 every thread by channel share, 2 threads otherwise; the plan puts each class in arena slots
+// of its own, so a core seldom writes lines the other core holds.
+int64_t op_work(const DeployModel& dm, size_t i);
+bool channel_split_op(const DeployModel& dm, size_t i, const Target& t);
+std::string op_threads(const DeployModel& dm, size_t i, const Target& t);
+int memory_class(const DeployModel& dm, size_t i, const Target& t);
 // Whether a conv uses the small-map (pixel x tap lanes) kernel on target t, and its lane count.
 bool use_small_map(const Op& op, const Target& t);
 int small_map_lanes(const Op& op, const Target& t);
@@ -46,12 +60,19 @@ std::vector<Tap> mask_taps(uint16_t mask, int K);
 // filter's accumulator vectors in an L1 buffer. Two layouts of the pixels in lanes: packed (row
 // after row, `band` 0: maps of up to 4 vectors, 4x4, 7x7, 8x8) and one row a vector (maps at most
 // a vector wide, 14x14, 16x16), swept in bands of `band` rows. Filters are split into `groups` of
-// `per_group` (one buffer each, `vectors` per filter; threads take groups).
+// `per_group` (one buffer each, `vectors` per filter; threads take groups, or split channels).
 struct StationarySchedule {
   bool ok = false;
   int band = 0;     // rows a band (0: packed, one band)
   int vectors = 1;  // accumulator vectors a filter
   int groups = 1, per_group = 1;
+  // Split by input channels (a layer below Target::min_parallel_work): each thread sums its
+  // contiguous share of the input channels for every filter into partial buffers of its own
+  // (`scratch_floats`), then, after a barrier, adds up every thread's partials for its contiguous
+  // share of the filters. Pools split channels the same way (schedule(static)), so along a chain
+  // of such layers each core reads the channels it wrote. The sums depend on the thread count.
+  bool split = false;
+  int64_t scratch_floats = 0;  // per thread: a group's accumulators, or (split) all partials
 };
 StationarySchedule stationary_schedule(const Op& op, const Target& t);
 bool use_stationary(const Op& op, const Target& t);

@@ -58,6 +58,7 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 #define PC_OMP_PARALLEL _Pragma("omp parallel")
 #define PC_OMP_FOR_CYCLIC_IN _Pragma("omp for schedule(static, 1)")
 #define PC_OMP_FOR_IN _Pragma("omp for schedule(static)")
+#define PC_OMP_BARRIER _Pragma("omp barrier")
 #include <omp.h>
 // pconv_run runs the ops below the generator's min_parallel_work on the calling thread and
 // restores the caller's thread count after them; the small-map and stationary convs index their
@@ -65,17 +66,41 @@ std::string ops_header(const Target& t, const DeployModel& dm) {
 static inline int pc_max_threads() { return omp_get_max_threads(); }
 static inline void pc_set_threads(int n) { omp_set_num_threads(n); }
 static inline int pc_thread_num() { return omp_get_thread_num(); }
+static inline int pc_num_threads() { return omp_get_num_threads(); }
 #else
 static inline int pc_max_threads() { return 1; }
 static inline void pc_set_threads(int) {}
 static inline int pc_thread_num() { return 0; }
+static inline int pc_num_threads() { return 1; }
 #define PC_OMP_FOR
 #define PC_OMP_FOR_CYCLIC
 #define PC_OMP_PARALLEL
 #define PC_OMP_FOR_CYCLIC_IN
 #define PC_OMP_FOR_IN
+#define PC_OMP_BARRIER
 #endif
 #define PC_RESTRICT __restrict__
+
+// Thread t's contiguous share [*b, *e) of n items out of nt, as schedule(static) splits a loop in
+// libgomp and libomp (the first n % nt threads take one more): the stationary convs split by
+// channels and the pools and border zeroing between them agree on who owns a channel.
+static inline void pc_split(int n, int nt, int t, int* b, int* e) {
+  const int q = n / nt, r = n % nt;
+  *b = t * q + (t < r ? t : r);
+  *e = *b + q + (t < r ? 1 : 0);
+}
+
+// Thread t's contiguous share [*b, *e) of n items of near-equal work, pre[k] being the work
+// before item k (pre[0] = 0, pre[n] the total): the items in order, cut where the work crosses
+// t / nt of the total.
+static inline void pc_split_work(const int* pre, int n, int nt, int t, int* b, int* e) {
+  const long total = pre[n];
+  auto cut = [&](int u) {
+    return u >= nt ? n : (int)(std::lower_bound(pre, pre + n, (int)((total * u + nt - 1) / nt)) - pre);
+  };
+  *b = cut(t);
+  *e = cut(t + 1);
+}
 
 #ifdef PC_LAYER_TIMES
 #include <chrono>
@@ -189,6 +214,17 @@ static inline void pc_zero_border_k(float* b) {
     std::fill_n(p, ORG, 0.0f);
     for (int y = 0; y + 1 < H; ++y) std::fill_n(p + ORG + (long)y * RS + W, RS - W, 0.0f);
     std::fill_n(p + ORG + (long)(H - 1) * RS + W, (H + 2) * RS - (ORG + (H - 1) * RS + W), 0.0f);
+  }
+}
+
+// The rows just above and below a mapped tensor's interior, the map's columns only: what the
+// stationary rows layout reads of a border (its lane masks keep to the map's columns).
+template <int C, int H, int W, long RS, long PS, long ORG>
+static inline void pc_zero_rows_k(float* b) {
+  PC_OMP_FOR
+  for (int c = 0; c < C; ++c) {
+    std::fill_n(b + (long)c * PS + ORG - RS, W, 0.0f);
+    std::fill_n(b + (long)c * PS + ORG + (long)H * RS, W, 0.0f);
   }
 }
 

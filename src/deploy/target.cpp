@@ -36,6 +36,8 @@ Target target_by_name(const std::string& name) {
     t.stationary_max_row_vecs = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_BAND_MAJOR"))
     t.stationary_band_major = std::atoi(e) != 0;
+  if (const char* e = std::getenv("PCONV_STATIONARY_SPLIT_MIN_REDUCTION"))
+    t.stationary_split_min_reduction = std::atoi(e);
   return t;
 }
 

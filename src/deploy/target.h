@@ -64,8 +64,14 @@ struct Target {
   int64_t stationary_acc_bytes = 32 * 1024;
   int stationary_max_row_vecs = 4;
   bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
-  std::string bits2f;                 // uint32 bits $0 -> float
-  std::string cflags;                 // compile flags for the generated CMakeLists.txt
+  // Stationary layers below min_parallel_work whose non-zero reduction length (MACs per output
+  // element) is at least this run threaded, split by input channels (StationarySchedule::split;
+  // 0: never). Each thread then exchanges about one float per output element for that many
+  // MACs: on VGG-16/CIFAR here the 4x4 layers (233) and the deeper 8x8 ones (116) gained at 2
+  // threads, those of 58 and less lost (docs/deploy.md).
+  int stationary_split_min_reduction = 96;
+  std::string bits2f;   // uint32 bits $0 -> float
+  std::string cflags;   // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")
 };
 

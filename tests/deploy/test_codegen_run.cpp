@@ -251,6 +251,58 @@ TEST(DeployRun, StationaryCornerTapsAvx512) {
   }
 }
 
+// Layers with a long non-zero reduction (at least Target::stationary_split_min_reduction MACs
+// an output) below min_parallel_work run split by input channels: the rows layout at 14x14 (97
+// and 101 filters, so the threads' shares differ by one) and the packed one at 7x7, with ReLU,
+// none and ReLU6. The sums then depend on the thread count: at 1, 2 and 3 threads each run must
+// match both oracles. Borders are zeroed only as far as a reader reads them: the rows above and
+// below the map for a rows-layout reader (c1's output), nothing for a pool (c3's).
+ModelFile split_model(uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 8, 14, 14);
+  x = g.relu("r1", g.conv("c1", x, conv(90, 3, 1)));    // 8 channels in: the row kernel
+  x = g.relu("r2", g.conv("c2", x, conv(97, 3, 1)));    // rows, split
+  x = g.conv("c3", x, conv(101, 3, 1));                 // rows, split, no activation
+  x = g.max_pool("p1", x, PoolAttrs{2, 2, 0});          // 7x7
+  x = g.relu6("r4", g.conv("c4", x, conv(150, 3, 1)));  // packed, split
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{9, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 2.0, false);
+  return m;
+}
+
+TEST(DeployRun, StationarySplitByChannelsAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  const ModelFile m = split_model(12);
+  const std::string dir = work_dir("split");
+  const CompileResult c = compile_in(m, "split", "avx512", dir);
+  std::map<std::string, nlohmann::json> layer;
+  for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
+  EXPECT_EQ(layer["r1"]["kind"], "sparse");
+  for (const char* name : {"r2", "c3", "r4"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
+    EXPECT_EQ(layer[name]["threads_split"], "input channels");
+  }
+  EXPECT_EQ(layer["r2"]["layout"], "rows");
+  EXPECT_EQ(layer["r4"]["layout"], "packed");
+  build_generated(dir, c.target);
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    const std::vector<float> x = random_input(m, 40 + static_cast<uint64_t>(threads));
+    const VerifyReport r = compare_with_reference(m, x, run_generated(dir, c.target, x, threads));
+    EXPECT_TRUE(r.ok) << r.message;
+    EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
+  }
+  const std::string src = read_text(dir + "/pconv_model.cpp");
+  EXPECT_NE(src.find("pc_zero_rows_k<90, 14, 14,"), std::string::npos);  // c1 -> rows layout
+  EXPECT_EQ(src.find("pc_zero_border_k<101,"), std::string::npos);       // c3 -> pool
+  EXPECT_EQ(src.find("pc_zero_rows_k<101,"), std::string::npos);
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";
@@ -328,8 +380,8 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
   const ModelFile m = odd_model(1);
   for (const auto& [target, bcast, margin] :
        {std::tuple<std::string, std::string, std::string>{"avx512", "_mm512_maskz_broadcast_f32x4",
-                                                          "<21, 7, 6, 48, 432, 64>"},
-        {"avx2", "_mm256_broadcast_ps", "<21, 7, 6, 24, 216, 32>"}}) {
+                                                          "<2, 2, 1, 21, 48, 432, 64,"},
+        {"avx2", "_mm256_broadcast_ps", "<2, 2, 1, 21, 24, 216, 32,"}}) {
     SCOPED_TRACE(target);
     const std::string dir = work_dir("small-map-" + target);
     const CompileResult c = compile_in(m, "small", target, dir);
@@ -357,12 +409,17 @@ TEST(DeployCodegen, SmallMapsUseThePixelTapKernelOnAvx512AndAvx2) {
       EXPECT_NE(src.find("_mm512_maskz_alignr_epi32(0x"), std::string::npos);
     }
     // Maps only scalar code touches (pool -> small map -> pool -> small map -> classifier) keep a
-    // one-float margin, not a vector: c6's 3x3 output rows are 5 floats, c7's 2x2 rows 4.
-    EXPECT_NE(src.find("pc_zero_border_k<33, 3, 3, 5, 25, 6>"), std::string::npos);
-    EXPECT_NE(src.find("pc_zero_border_k<18, 2, 2, 4, 16, 5>"), std::string::npos);
+    // one-float margin, not a vector: c6's 3x3 output rows are 5 floats (the padded average pool
+    // p2 reads them), c7's 2x2 rows 4 (the classifier reads them).
+    EXPECT_NE(src.find("pc_geom{33, 3, 3, 5, 25, 6, 0}"), std::string::npos);
+    EXPECT_NE(src.find("pc_geom{18, 2, 2, 4, 16, 5, 0}"), std::string::npos);
     // c5's 7x6 map is no gather form's output (the stationary form reads and writes any row
-    // layout): it keeps the vector margin (one vector a side: 16 floats on avx512, 8 on avx2).
-    EXPECT_NE(src.find("pc_zero_border_k" + margin), std::string::npos);
+    // layout): it keeps the vector margin (one vector a side: 16 floats on avx512, 8 on avx2),
+    // as the max pool p1 reads it.
+    EXPECT_NE(src.find("pc_pool_k" + margin), std::string::npos);
+    // Their readers read no padding (pools, the classifier), so no border of theirs is zeroed.
+    for (const char* c : {"<33, 3, 3,", "<18, 2, 2,", "<21, 7, 6,"})
+      EXPECT_EQ(src.find(std::string("pc_zero_border_k") + c), std::string::npos) << c;
   }
 }
 

@@ -122,6 +122,10 @@ void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geo
                       bool zero_l, bool zero_r, bool zero_tb);
 // Vector v through activation act (max with zero, then min with 6 for ReLU6).
 std::string vec_act(const Target& t, Act act, const std::string& v);
+std::string hex_mask(uint32_t m);  // a lane-mask literal for generated code
+// The stationary form's layer function (codegen_stationary.cpp).
+void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                     size_t i, GenResult& res);
 void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom& go, int R, int T,
                      const std::string& ind);
 

@@ -1,0 +1,451 @@
+// The channel-stationary form of the pattern convs (AVX-512): its schedule, its records and its
+// emitter. See StationarySchedule in codegen_internal.h.
+#include <algorithm>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "deploy/codegen_internal.h"
+
+namespace pconv::deploy {
+
+std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
+  std::vector<std::pair<int, int>> taps;  // (dy, dx)
+  for (uint16_t m : op.plan.masks)
+    for (const Tap& tp : mask_taps(m, op.k))
+      if (std::find(taps.begin(), taps.end(), std::make_pair(tp.dy, tp.dx)) == taps.end())
+        taps.push_back({tp.dy, tp.dx});
+  return taps;
+}
+
+StationarySchedule stationary_schedule(const Op& op, const Target& t) {
+  StationarySchedule s;
+  if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
+      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
+    return s;
+  // Every tap's shifted copy of the channel stays in registers, beside the accumulators and the
+  // weights. Packed: taps x vectors <= 24 of AVX-512's 32 (4 vectors, 8x8, for the 5 taps of the
+  // 4 SCPs). Rows: a band's rows and a copy per row of each tap off the centre column (the
+  // up/down taps are the neighbouring rows themselves) <= 24, plus the row above and below: for
+  // the 4 SCPs 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56).
+  const std::vector<std::pair<int, int>> taps = stationary_taps(op);
+  const int packed = (op.h * op.w + t.vec - 1) / t.vec;
+  int sideways = 0;
+  for (auto [dy, dx] : taps) sideways += dx != 0;
+  if (static_cast<int>(taps.size()) * packed <= 24) {
+    s.vectors = packed;
+  } else if (const int rv = (op.w + t.vec - 1) / t.vec, bmax = (26 / rv - 2) / (1 + sideways);
+             rv <= t.stationary_max_row_vecs && bmax >= 1) {
+    const int nb = (op.h + bmax - 1) / bmax;
+    s.band = (op.h + nb - 1) / nb;
+    s.vectors = s.band * rv;
+  } else {
+    return s;
+  }
+  const int64_t fmax =
+      std::max<int64_t>(1, t.stationary_acc_bytes / (int64_t{s.vectors} * t.vec * 4));
+  s.groups = static_cast<int>((op.c + fmax - 1) / fmax);
+  s.per_group = (op.c + s.groups - 1) / s.groups;  // equal groups
+  // Rows pay against the row kernel where it takes filter blocks (14x14-28x28 here: 7-17%
+  // less time) or where a channel's records per mask are many (56x56 at connectivity 3.1: about
+  // 10 a group, 20% less). On 32x32x64 at 8.8 (2 a list: a loop exit mispredicted every few
+  // kernels) and on a first conv of 3 channels (its output written in bands across 64 planes)
+  // they lost 15-30% (docs/deploy.md).
+  const double per_list = static_cast<double>(op.plan.kept_kernels) /
+                          (static_cast<double>(s.groups) * op.in_c * op.plan.masks.size());
+  s.ok = !s.band || (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= 4));
+  s.split = t.stationary_split_min_reduction > 0 && t.min_parallel_work > 0 &&
+            op.plan.nonzero_macs < t.min_parallel_work &&
+            op.plan.nonzero_macs >= int64_t{t.stationary_split_min_reduction} * op.c * op.h * op.w;
+  const int bands = s.band ? (op.h + s.band - 1) / s.band : 1;
+  s.scratch_floats = s.split ? int64_t{bands} * s.groups * s.per_group * s.vectors * t.vec
+                             : int64_t{s.per_group} * s.vectors * t.vec;
+  return s;
+}
+
+bool use_stationary(const Op& op, const Target& t) {
+  return stationary_schedule(op, t).ok;
+}
+
+std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
+                                         std::vector<int64_t>* group_start) {
+  const int M = static_cast<int>(op.plan.masks.size());
+  const StationarySchedule S = stationary_schedule(op, t);
+  std::vector<uint32_t> words;
+  counts->assign(static_cast<size_t>(S.groups) * op.in_c * M, 0);
+  group_start->clear();
+  for (int g = 0; g < S.groups; ++g) {
+    group_start->push_back(static_cast<int64_t>(words.size()));
+    // (channel, mask) -> the group's records, filters ascending.
+    std::vector<std::vector<uint32_t>> per(static_cast<size_t>(op.in_c) * M);
+    for (int f = 0; f < S.per_group && g * S.per_group + f < op.c; ++f) {
+      const int p = g * S.per_group + f;
+      const uint32_t* r = op.plan.words.data() + op.plan.filter_offset[static_cast<size_t>(p)];
+      for (int m = 0; m < M; ++m) {
+        const int nt = popcount9(op.plan.masks[static_cast<size_t>(m)]);
+        for (int n = op.plan.counts[static_cast<size_t>(p) * M + m]; n > 0; --n, r += nt + 1) {
+          std::vector<uint32_t>& v = per[static_cast<size_t>(r[0]) * M + m];
+          v.push_back(static_cast<uint32_t>(f * S.vectors * t.vec));
+          v.insert(v.end(), r + 1, r + 1 + nt);
+        }
+      }
+    }
+    for (size_t k = 0; k < per.size(); ++k) {
+      const int nt = popcount9(op.plan.masks[k % static_cast<size_t>(M)]);
+      (*counts)[static_cast<size_t>(g) * per.size() + k] =
+          static_cast<int>(per[k].size()) / (nt + 1);
+      words.insert(words.end(), per[k].begin(), per[k].end());
+    }
+  }
+  return words;
+}
+
+namespace {
+
+// The packed map's rows as (vector, row, lane mask) pieces, for the masked loads and stores.
+struct StationaryPiece {
+  int k, y;
+  uint32_t mask;
+};
+
+std::vector<StationaryPiece> stationary_pieces(const Op& op, const Target& t, int NV) {
+  std::vector<StationaryPiece> pieces;
+  for (int k = 0; k < NV; ++k)
+    for (int y = 0; y < op.h; ++y) {
+      uint32_t mask = 0;
+      for (int x = 0; x < op.w; ++x)
+        if ((y * op.w + x) / t.vec == k) mask |= 1u << ((y * op.w + x) % t.vec);
+      if (mask) pieces.push_back({k, y, mask});
+    }
+  return pieces;
+}
+
+std::string stationary_piece_ptr(const Op& op, const Target& t, const std::string& base,
+                                 const StationaryPiece& pc, int64_t rs) {
+  return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * t.vec - int64_t{pc.y} * op.w);
+}
+
+// The records of one channel: per mask, load the filter's accumulators, add the taps (named by
+// `vec`), store them back.
+void emit_stationary_records(std::ostream& os, const Target& t, const Op& op,
+                             const std::string& ind, int nv,
+                             const std::function<std::string(int, int, int)>& vec) {
+  const int M = static_cast<int>(op.plan.masks.size());
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> mt = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(mt.size());
+    os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    os << ind << "  float* PC_RESTRICT a = acc + r[0];\n";
+    for (const Tap& tp : mt)
+      os << ind << "  const " << t.vtype << " w" << tp.j << " = "
+         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+    for (int k = 0; k < nv; ++k) {
+      os << ind << "  " << t.vtype << " s" << k << " = " << spell(t.load, {cat("a + ", k * t.vec)})
+         << ";\n";
+      for (const Tap& tp : mt)
+        os << ind << "  s" << k << " = "
+           << spell(t.fma, {vec(tp.dy, tp.dx, k), cat("w", tp.j), cat("s", k)}) << ";\n";
+      os << ind << "  " << spell(t.store, {cat("a + ", k * t.vec), cat("s", k)}) << ";\n";
+    }
+    os << ind << "}\n";
+  }
+}
+
+std::string stationary_tap_name(int dy, int dx, int k) {
+  return cat("t", dy + 1, dx + 1, "_", k);
+}
+
+// Rows layout: the band function for bands of B rows. It runs nc channels from the one whose
+// band ic0 points at: loads rows -1 .. B (the zero rows above and below the map cover its edges),
+// shifts the sideways taps, adds the records.
+void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                             const std::string& fn, int B) {
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const int RV = (op.w + V - 1) / V;  // vectors a row
+  auto lane_mask = [&](int j) { return (1u << std::min(V, op.w - j * V)) - 1; };
+  os << "static inline void " << fn << "_band" << B
+     << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
+        "const int* PC_RESTRICT cnt, int nc) {\n";
+  os << "  for (int c = 0; c < nc; ++c, cnt += " << M << ") {\n";
+  os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+  for (int k = 0; k < B + 2; ++k)
+    for (int j = 0; j < RV; ++j)
+      os << "    const " << t.vtype << " x" << k << "_" << j << " = "
+         << spell(t.mask_loadu,
+                  {hex_mask(lane_mask(j)), cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
+         << ";\n";
+  for (auto [dy, dx] : stationary_taps(op)) {
+    if (dx == 0) continue;
+    for (int j = 0; j < RV; ++j) {
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l) {
+        const int x = j * V + l;
+        if (x < op.w && x + dx >= 0 && x + dx < op.w) valid |= 1u << l;
+      }
+      for (int k = 0; k < B; ++k) {
+        const int row = k + 1 + dy;
+        const std::string cur = cat("x", row, "_", j);
+        const std::string nb = dx > 0 ? (j + 1 < RV ? cat("x", row, "_", j + 1) : t.zero)
+                                      : (j > 0 ? cat("x", row, "_", j - 1) : t.zero);
+        os << "    const " << t.vtype << " " << stationary_tap_name(dy, dx, k * RV + j) << " = "
+           << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
+                      : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
+           << ";\n";
+      }
+    }
+  }
+  emit_stationary_records(os, t, op, "    ", B * RV, [&](int dy, int dx, int v) {
+    return dx == 0 ? cat("x", v / RV + 1 + dy, "_", v % RV) : stationary_tap_name(dy, dx, v);
+  });
+  os << "  }\n}\n";
+}
+
+// Packed layout: the channel loop over [cb, ce), inline in the layer function. Lane l of vector k
+// holds pixel p = k*V + l = y*W + x.
+void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                                 int NV, const std::string& cb, const std::string& ce,
+                                 const std::string& ind) {
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
+  os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c, cnt += " << M << ") {\n";
+  os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  for (int k = 0; k < NV; ++k)
+    os << ind << "  " << t.vtype << " " << stationary_tap_name(0, 0, k) << " = " << t.zero << ";\n";
+  for (const StationaryPiece& pc : stationary_pieces(op, t, NV))
+    os << ind << "  " << stationary_tap_name(0, 0, pc.k) << " = "
+       << spell(t.mask_loadu_into, {stationary_tap_name(0, 0, pc.k), hex_mask(pc.mask),
+                                    stationary_piece_ptr(op, t, "ic", pc, gi.rs)})
+       << ";\n";
+  for (auto [dy, dx] : stationary_taps(op)) {
+    if (dy == 0 && dx == 0) continue;
+    const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
+    for (int k = 0; k < NV; ++k) {
+      uint32_t valid = 0;
+      for (int l = 0; l < V; ++l) {
+        const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
+        if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+      }
+      // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
+      const std::string lo = sh > 0 ? stationary_tap_name(0, 0, k)
+                                    : (k > 0 ? stationary_tap_name(0, 0, k - 1) : t.zero);
+      const std::string hi = sh > 0 ? (k + 1 < NV ? stationary_tap_name(0, 0, k + 1) : t.zero)
+                                    : stationary_tap_name(0, 0, k);
+      os << ind << "  const " << t.vtype << " " << stationary_tap_name(dy, dx, k) << " = "
+         << spell(t.alignz, {hex_mask(valid), hi, lo, cat(sh > 0 ? sh : V + sh)}) << ";\n";
+    }
+  }
+  emit_stationary_records(os, t, op, ind + "  ", NV, stationary_tap_name);
+  os << ind << "}\n";
+}
+
+// Stores a filter's accumulators (at `src`; split: thread 0's partials, the others' GF floats
+// apart, summed in thread order) activated into its output plane at `ob`: `nv` vectors, a band of
+// nv / RV rows (rows layout) or the packed map.
+void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, const Geom& go,
+                           const StationarySchedule& S, int64_t GF, const std::string& ind,
+                           const std::string& src, int nv) {
+  const int V = t.vec, RV = (op.w + V - 1) / V;
+  auto value = [&](int v) {
+    const std::string at = cat(src, " + ", v * V);
+    if (!S.split) {
+      os << ind << "  const " << t.vtype << " o = " << vec_act(t, op.act, spell(t.load, {at}))
+         << ";\n";
+      return;
+    }
+    os << ind << "  " << t.vtype << " o = " << spell(t.load, {at}) << ";\n";
+    os << ind << "  for (int u = 1; u < nth; ++u) o = "
+       << spell(t.add, {"o", spell(t.load, {cat(at, " + (long)u * ", GF)})}) << ";\n";
+    os << ind << "  o = " << vec_act(t, op.act, "o") << ";\n";
+  };
+  for (int v = 0; v < nv; ++v) {
+    os << ind << "{\n";
+    value(v);
+    if (S.band) {
+      const uint32_t mask = (1u << std::min(V, op.w - (v % RV) * V)) - 1;
+      os << ind << "  "
+         << spell(t.mask_storeu,
+                  {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V), hex_mask(mask), "o"})
+         << ";\n";
+    } else {
+      for (const StationaryPiece& pc : stationary_pieces(op, t, S.vectors))
+        if (pc.k == v)
+          os << ind << "  "
+             << spell(t.mask_storeu,
+                      {stationary_piece_ptr(op, t, "ob", pc, go.rs), hex_mask(pc.mask), "o"})
+             << ";\n";
+    }
+    os << ind << "}\n";
+  }
+}
+
+}  // namespace
+
+// The channel-stationary form (stationary_schedule): per filter group (its accumulators in the
+// per-thread scratch, so they stay in L1), each input channel is loaded once and shifted once per
+// tap of the layer's masks (a masked cross-lane shift zeroes the lanes whose tap falls outside
+// the map); then every kept kernel of that channel, one branch-free loop per mask, loads its
+// filter's accumulator vectors, adds its taps and stores them back. The gather form of the small
+// maps reads 4 gathered vectors per kernel from an L2-sized scratch and the row kernel's filter
+// blocks reload and shift a channel's rows for every kernel; this form does both once per channel.
+// Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one to
+// four vectors a row are swept in bands of rows, each band size a function of its own (the last
+// band may be shorter). Threads take groups.
+void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                     size_t i, GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
+  const StationarySchedule S = stationary_schedule(op, t);
+  const int NV = S.vectors, G = S.groups, PG = S.per_group;
+  const int64_t GF = P.gather_floats, FV = int64_t{NV} * V;  // floats a filter's accumulators
+  const std::string fn = cat("L", i);
+  std::vector<int> counts;
+  std::vector<int64_t> starts;
+  stationary_records(op, t, &counts, &starts);
+  os << "static const int32_t " << fn << "_start[" << G << "] = {\n    " << array_lit(starts)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << counts.size() << "] = {\n    " << array_lit(counts)
+     << "};\n";
+  if (S.split) {  // per group, each channel's first record word (a thread starts at its first)
+    std::vector<int64_t> cstart;
+    for (int g = 0; g < G; ++g) {
+      int64_t w = starts[static_cast<size_t>(g)];
+      for (int c = 0; c <= op.in_c; ++c) {
+        cstart.push_back(w);
+        for (int m = 0; m < M && c < op.in_c; ++m)
+          w += int64_t{counts[(static_cast<size_t>(g) * op.in_c + c) * M + m]} *
+               (popcount9(op.plan.masks[static_cast<size_t>(m)]) + 1);
+      }
+    }
+    os << "static const int32_t " << fn << "_cstart[" << cstart.size() << "] = {\n    "
+       << array_lit(cstart) << "};\n";
+  }
+  std::vector<int> band_sizes;
+  if (S.band) {
+    band_sizes.push_back(S.band);
+    if (op.h % S.band) band_sizes.push_back(op.h % S.band);
+  }
+  for (int B : band_sizes) emit_stationary_band_fn(os, t, op, gi, fn, B);
+  const int RV = (op.w + V - 1) / V, NB = S.band ? (op.h + S.band - 1) / S.band : 1;
+  os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
+     << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
+     << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors")
+                : cat(NV, " packed vectors a channel"))
+     << ", " << stationary_taps(op).size() << " taps, " << G << " groups of " << PG << " filters"
+     << (S.split ? ", threads split input channels" : "") << "\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
+        "float* PC_RESTRICT scratch) {\n";
+  os << "  PC_OMP_PARALLEL\n  {\n";
+  // Jobs: (band, group), band-major. Split: every thread runs every job over its channels.
+  // Otherwise threads take jobs, contiguous runs (so each thread writes, and the next such layer
+  // reads, its own rows) or, packed, groups cyclically.
+  const bool jobs = S.split || (S.band && t.stationary_band_major);
+  if (S.split) {
+    os << "    const int nth = pc_num_threads(), th = pc_thread_num();\n";
+    os << "    int c0, c1;\n    pc_split(" << op.in_c << ", nth, th, &c0, &c1);\n";
+    os << "    float* PC_RESTRICT part = scratch + (long)th * " << GF << ";\n";
+    os << "    for (int job = 0; job < " << NB * G << "; ++job) {\n";
+  } else {
+    os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << GF << ";\n";
+    os << (jobs ? cat("    PC_OMP_FOR_IN\n    for (int job = 0; job < ", NB * G, "; ++job) {\n")
+                : cat("    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < ", G, "; ++g) {\n"));
+  }
+  if (jobs) os << "      const int g = job % " << G << ";\n";
+  if (S.split) os << "      float* PC_RESTRICT acc = part + (long)job * " << PG * FV << ";\n";
+  os << "      const int p0 = g * " << PG << ";\n";
+  os << "      const int nf = " << op.c << " - p0 < " << PG << " ? " << op.c << " - p0 : " << PG
+     << ";\n";
+  os << "      const uint32_t* PC_RESTRICT rg = wts + " << P.woff[i] << " + "
+     << (S.split ? cat(fn, "_cstart[g * ", op.in_c + 1, " + c0]") : cat(fn, "_start[g]")) << ";\n";
+  os << "      const int* PC_RESTRICT cg = " << fn << "_cnt + "
+     << (S.split ? cat("(g * ", op.in_c, " + c0) * ", M) : cat("g * ", op.in_c * M)) << ";\n";
+  auto init_acc = [&](const std::string& ind, int nv) {
+    const std::string bias =
+        spell(t.set1, {spell(t.bits2f, {cat("wts[", P.boff[i], " + p0 + f]")})});
+    os << ind << "for (int f = 0; f < nf; ++f) {\n";
+    os << ind << "  const " << t.vtype
+       << " b = " << (S.split ? cat("th == 0 ? ", bias, " : ", t.zero) : bias) << ";\n";
+    for (int k = 0; k < nv; ++k)
+      os << ind << "  " << spell(t.store, {cat("acc + f * ", FV, " + ", k * V), "b"}) << ";\n";
+    os << ind << "}\n";
+  };
+  const std::string c_begin = S.split ? "c0" : "0", n_channels = S.split ? "c1 - c0" : cat(op.in_c);
+  if (S.band) {
+    os << (jobs ? cat("      {\n        const int y0 = job / ", G, " * ", S.band, ";\n")
+                : cat("      for (int y0 = 0; y0 < ", op.h, "; y0 += ", S.band, ") {\n"));
+    for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
+      const int B = band_sizes[bi];
+      const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
+      if (band_sizes.size() > 1)
+        os << "        " << (bi ? "else" : cat("if (y0 + ", S.band, " <= ", op.h, ")")) << " {\n";
+      init_acc(ind, B * RV);
+      os << ind << fn << "_band" << B << "(in + " << gi.org << " + (long)" << c_begin << " * "
+         << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels << ");\n";
+      if (!S.split) {
+        os << ind << "for (int f = 0; f < nf; ++f) {\n";
+        os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org
+           << " + (long)y0 * " << go.rs << ";\n";
+        emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * RV);
+        os << ind << "}\n";
+      }
+      if (band_sizes.size() > 1) os << "        }\n";
+    }
+    os << "      }\n";
+  } else {
+    os << "      const uint32_t* PC_RESTRICT r = rg;\n";
+    os << "      const int* PC_RESTRICT cnt = cg;\n";
+    init_acc("      ", NV);
+    emit_stationary_packed_loop(os, t, op, gi, NV, c_begin, S.split ? "c1" : cat(op.in_c),
+                                "      ");
+    if (!S.split) {
+      os << "      for (int f = 0; f < nf; ++f) {\n";
+      os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
+      emit_stationary_store(os, t, op, go, S, GF, "        ", cat("acc + f * ", FV), NV);
+      os << "      }\n";
+    }
+  }
+  os << "    }\n";
+  if (S.split) {
+    // Every thread's partials are in: finish this thread's share of the filters.
+    os << "    PC_OMP_BARRIER\n";
+    os << "    int f0, f1;\n    pc_split(" << op.c << ", nth, th, &f0, &f1);\n";
+    os << "    for (int f = f0; f < f1; ++f) {\n";
+    os << "      const float* PC_RESTRICT s0 = scratch + (long)f * " << FV << ";\n";
+    os << "      float* ob0 = out + (long)f * " << go.ps << " + " << go.org << ";\n";
+    if (S.band) {
+      os << "      for (int b = 0; b < " << NB << "; ++b) {\n";
+      os << "        const float* PC_RESTRICT s = s0 + (long)b * " << int64_t{G} * PG * FV << ";\n";
+      os << "        float* ob = ob0 + (long)b * " << int64_t{S.band} * go.rs << ";\n";
+      for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
+        const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
+        if (band_sizes.size() > 1)
+          os << "        " << (bi ? "else" : cat("if (b + 1 < ", NB, ")")) << " {\n";
+        emit_stationary_store(os, t, op, go, S, GF, ind, "s", band_sizes[bi] * RV);
+        if (band_sizes.size() > 1) os << "        }\n";
+      }
+      os << "      }\n";
+    } else {
+      os << "      const float* PC_RESTRICT s = s0;\n      float* ob = ob0;\n";
+      emit_stationary_store(os, t, op, go, S, GF, "      ", "s", NV);
+    }
+    os << "    }\n";
+  }
+  os << "  }\n}\n\n";
+  res.pattern_kernels += M;
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse_stationary"},
+                        {"masks", M},
+                        {"layout", S.band ? "rows" : "packed"},
+                        {"band_rows", S.band},
+                        {"vectors", NV},
+                        {"tap_shifts", stationary_taps(op).size()},
+                        {"groups", G},
+                        {"filters_per_group", PG},
+                        {"threads_split", S.split ? "input channels" : "filters"}});
+}
+
+}  // namespace pconv::deploy

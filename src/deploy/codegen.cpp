@@ -1110,16 +1110,18 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
                    ", A + ", P.scratch_off, ")");
         break;
       case OpType::Add:
-        call = cat("pc_add(", buf(op.inputs[0]), ", ", buf(op.inputs[1]), ", ", out, ", ", gout,
-                   ", ", act_code(op.act), ")");
+        call = cat("pc_add(", buf(op.inputs[0]), ", ", gin, ", ", buf(op.inputs[1]), ", ",
+                   geom_lit(P.geom[static_cast<size_t>(op.inputs[1])]), ", ", out, ", ", gout, ", ",
+                   act_code(op.act), ")");
         break;
       case OpType::Affine:
-        call = cat("pc_affine(", buf(op.inputs[0]), ", ", out, ", ", gout, ", pc_fp(W + ",
-                   P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act), ")");
+        call =
+            cat("pc_affine(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout, ", pc_fp(W + ",
+                P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", act_code(op.act), ")");
         break;
       case OpType::Activation:
-        call =
-            cat("pc_act(", buf(op.inputs[0]), ", ", out, ", ", gout, ", ", act_code(op.act), ")");
+        call = cat("pc_act(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout, ", ",
+                   act_code(op.act), ")");
         break;
       default:
         throw Error(

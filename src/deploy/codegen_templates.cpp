@@ -340,28 +340,31 @@ static inline void pc_linear(const float* in, pc_geom gi, float* out, int O, con
   }
 }
 
-static inline void pc_add(const float* a, const float* b, float* out, pc_geom g, int act) {
+// Elementwise ops: each tensor through its own geometry (a split op's output has plane strides
+// of its own, codegen.cpp: make_plan).
+static inline void pc_add(const float* a, pc_geom ga, const float* b, pc_geom gb, float* out,
+                          pc_geom g, int act) {
   PC_OMP_FOR
   for (int c = 0; c < g.c; ++c)
     for (int y = 0; y < g.h; ++y)
       for (int x = 0; x < g.w; ++x)
-        *pc_at(out, g, c, y, x) = pc_act(*pc_at(a, g, c, y, x) + *pc_at(b, g, c, y, x), act);
+        *pc_at(out, g, c, y, x) = pc_act(*pc_at(a, ga, c, y, x) + *pc_at(b, gb, c, y, x), act);
 }
 
-static inline void pc_affine(const float* in, float* out, pc_geom g, const float* s, const float* t,
-                             int act) {
+static inline void pc_affine(const float* in, pc_geom gi, float* out, pc_geom g, const float* s,
+                             const float* t, int act) {
   PC_OMP_FOR
   for (int c = 0; c < g.c; ++c)
     for (int y = 0; y < g.h; ++y)
       for (int x = 0; x < g.w; ++x)
-        *pc_at(out, g, c, y, x) = pc_act(s[c] * *pc_at(in, g, c, y, x) + t[c], act);
+        *pc_at(out, g, c, y, x) = pc_act(s[c] * *pc_at(in, gi, c, y, x) + t[c], act);
 }
 
-static inline void pc_act(const float* in, float* out, pc_geom g, int act) {
+static inline void pc_act(const float* in, pc_geom gi, float* out, pc_geom g, int act) {
   PC_OMP_FOR
   for (int c = 0; c < g.c; ++c)
     for (int y = 0; y < g.h; ++y)
-      for (int x = 0; x < g.w; ++x) *pc_at(out, g, c, y, x) = pc_act(*pc_at(in, g, c, y, x), act);
+      for (int x = 0; x < g.w; ++x) *pc_at(out, g, c, y, x) = pc_act(*pc_at(in, gi, c, y, x), act);
 }
 )PC";
 }

@@ -253,17 +253,20 @@ TEST(DeployRun, StationaryCornerTapsAvx512) {
 
 // Layers with a long non-zero reduction (at least Target::stationary_split_min_reduction MACs
 // an output) below min_parallel_work run split by input channels: the rows layout at 14x14 (97
-// and 101 filters, so the threads' shares differ by one) and the packed one at 7x7, with ReLU,
-// none and ReLU6. The sums then depend on the thread count: at 1, 2 and 3 threads each run must
-// match both oracles. Borders are zeroed only as far as a reader reads them: the rows above and
-// below the map for a rows-layout reader (c1's output), nothing for a pool (c3's).
+// filters, so the threads' shares differ by one) and the packed one at 7x7, with ReLU, none and
+// ReLU6. Their outputs take plane strides of their own, so the residual add that reads two of
+// them and writes its own layout must read each through its geometry. The sums depend on the
+// thread count: at 1, 2 and 3 threads each run must match both oracles. Borders are zeroed only
+// as far as a reader reads them: the rows above and below the map for a rows-layout reader (c1's
+// and r2's outputs), nothing for the add (c3's).
 ModelFile split_model(uint64_t seed) {
   ModelFile m;
   Graph& g = m.graph;
   int x = g.input("in", 8, 14, 14);
-  x = g.relu("r1", g.conv("c1", x, conv(90, 3, 1)));    // 8 channels in: the row kernel
-  x = g.relu("r2", g.conv("c2", x, conv(97, 3, 1)));    // rows, split
-  x = g.conv("c3", x, conv(101, 3, 1));                 // rows, split, no activation
+  x = g.relu("r1", g.conv("c1", x, conv(90, 3, 1)));            // 8 channels in: the row kernel
+  const int y = g.relu("r2", g.conv("c2", x, conv(97, 3, 1)));  // rows, split
+  x = g.conv("c3", y, conv(97, 3, 1));                          // rows, split, no activation
+  x = g.relu("r3", g.add("add", x, y));
   x = g.max_pool("p1", x, PoolAttrs{2, 2, 0});          // 7x7
   x = g.relu6("r4", g.conv("c4", x, conv(150, 3, 1)));  // packed, split
   x = g.flatten("f", g.global_avg_pool("gap", x));
@@ -298,9 +301,14 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
     EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
   }
   const std::string src = read_text(dir + "/pconv_model.cpp");
-  EXPECT_NE(src.find("pc_zero_rows_k<90, 14, 14,"), std::string::npos);  // c1 -> rows layout
-  EXPECT_EQ(src.find("pc_zero_border_k<101,"), std::string::npos);       // c3 -> pool
-  EXPECT_EQ(src.find("pc_zero_rows_k<101,"), std::string::npos);
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t p = src.find(what); p != std::string::npos; p = src.find(what, p + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("pc_zero_rows_k<90, 14, 14,"), 1u);  // c1 -> rows layout
+  EXPECT_EQ(count("pc_zero_rows_k<97, 14, 14,"), 1u);  // r2 -> rows layout and the add
+  EXPECT_EQ(count("pc_zero_border_k<97,"), 0u);        // c3 -> the add, the add -> a pool
 }
 
 TEST(DeployRun, PrunedResNet20X86) {

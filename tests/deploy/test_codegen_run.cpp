@@ -47,11 +47,13 @@ CompileResult compile_in(const ModelFile& m, const std::string& name, const std:
   return compile_model(m, name, opt);
 }
 
+// min_parallel_work 0 by default: every op threaded, as these models are small enough that the
+// default would run most on one thread, and the threaded loops are what can go wrong; -1 (the
+// target's default) gives the mix a user gets, with the layers split by input channels.
 void check_target(const ModelFile& m, const std::string& name, const std::string& target,
-                  int samples = 2) {
-  // Every op threaded: these models are small enough that the default would run them all on
-  // one thread, and the threaded loops are what can go wrong.
-  const CompileResult c = compile_in(m, name, target, work_dir(name + "-" + target), 0);
+                  int samples = 2, int64_t min_parallel_work = 0) {
+  const std::string dir = work_dir(name + "-" + target + (min_parallel_work ? "-default" : ""));
+  const CompileResult c = compile_in(m, name, target, dir, min_parallel_work);
   const VerifyReport r = verify_generated(m, c, samples, 11);
   EXPECT_TRUE(r.ok) << name << " on " << target << ": " << r.message;
   EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
@@ -311,11 +313,15 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   EXPECT_EQ(count("pc_zero_border_k<97,"), 0u);        // c3 -> the add, the add -> a pool
 }
 
+// ResNet-20 with every op threaded; then at connectivity 2 with the default threading, where
+// its 8x8 layers (128 MACs an output) split by input channels on AVX-512 and feed residual adds.
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";
   o.conn_rate = 3.1;
   check_target(synth_model(o), "resnet20", "x86", 1);
+  o.conn_rate = 2.0;
+  check_target(synth_model(o), "resnet20", "x86", 1, -1);
 }
 
 TEST(DeployRun, PrunedVgg16CifarX86) {

@@ -717,7 +717,8 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
   // Row bands: every filter sweeps one band of B output rows before any moves on, so the band of
   // input rows (all channels, B + K - 1 rows) stays in L2 while every filter that needs a channel
   // reuses it, instead of each filter streaming the whole input from L3/memory. B is a multiple
-  // of R, sized so the input band fits t.band_bytes.
+  // of R, sized so the input band fits t.band_bytes. Threads take runs of bands where there are
+  // enough (Target::row_split_min_bands), else the filters of each band in turn.
   const int64_t in_row_bytes = static_cast<int64_t>(op.in_c) * gi.rs * 4;
   int B = static_cast<int>(
       std::max<int64_t>(1, t.band_bytes / std::max<int64_t>(1, in_row_bytes) - (op.k - 1)));
@@ -728,10 +729,13 @@ void emit_sparse(std::ostream& os, const Target& t, const DeployModel& dm, const
         "{\n";
   os << "  // bands of " << B << " rows: input band " << in_row_bytes * (B + op.k - 1) / 1024
      << " KiB\n";
-  os << "  PC_OMP_PARALLEL\n  for (int b0 = 0; b0 < " << op.h << "; b0 += " << B << ") {\n";
+  const bool by_rows = t.row_split_min_bands > 0 && (op.h + B - 1) / B >= t.row_split_min_bands;
+  os << (by_rows ? "  PC_OMP_FOR\n" : "  PC_OMP_PARALLEL\n") << "  for (int b0 = 0; b0 < " << op.h
+     << "; b0 += " << B << ") {\n";
   os << "    const int b1 = b0 + " << B << " < " << op.h << " ? b0 + " << B << " : " << op.h
      << ";\n";
-  os << "    PC_OMP_FOR_CYCLIC_IN\n    for (int p = 0; p < " << op.c << "; ++p) {\n";
+  if (!by_rows) os << "    PC_OMP_FOR_CYCLIC_IN\n";
+  os << "    for (int p = 0; p < " << op.c << "; ++p) {\n";
   os << "      const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
   os << "      const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
   os << "      const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";

@@ -28,6 +28,8 @@ Target target_by_name(const std::string& name) {
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_MIN_PARALLEL_WORK")) t.min_parallel_work = std::atoll(e);
+  if (const char* e = std::getenv("PCONV_ROW_SPLIT_MIN_BANDS"))
+    t.row_split_min_bands = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_MIN_PIXELS"))
     t.stationary_min_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_ACC_KB"))

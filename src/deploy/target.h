@@ -30,6 +30,11 @@ struct Target {
   // the other core's cache. They gain on VGG-16/224's convs (at least 66 M) and on its large
   // pools and linears. 0 threads every op.
   int64_t min_parallel_work = 8'000'000;
+  // The row kernel's threads: contiguous runs of row bands (each thread every filter of its
+  // bands) where a layer has at least this many bands, filters cyclically inside each band
+  // otherwise (0: always). By bands each core reads its own bands once, with no barrier per band;
+  // VGG-16/224 at 2 threads: its 224- and 112-wide layers 12-30% faster (docs/deploy.md).
+  int row_split_min_bands = 8;
   std::string include;  // header line(s) for the intrinsics
   std::string vtype;    // vector type
   // Spellings with $0, $1, $2 as operands.

@@ -144,6 +144,36 @@ TEST(DeployRun, FilterBlocksAvx512) {
   EXPECT_EQ(block.count("r1"), 0u);  // 3 input channels: the per-filter kernel
 }
 
+// With a small band budget (PCONV_BAND_KB) the row kernel's 48-row maps fall into 8 or more
+// bands, and threads take runs of bands instead of the filters of each band: every op threaded,
+// on x86 and c, against both oracles.
+struct SmallBands {
+  SmallBands() { setenv("PCONV_BAND_KB", "2", 1); }
+  ~SmallBands() { unsetenv("PCONV_BAND_KB"); }
+};
+
+TEST(DeployRun, RowKernelThreadsTakeRunsOfBands) {
+  const SmallBands small_bands;
+  const RowsOff rows_off;
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 6, 48, 24);
+  x = g.relu("r1", g.conv("c1", x, conv(12, 3, 1)));
+  x = g.relu6("r2", g.conv("c2", x, conv(16, 3, 1)));
+  x = g.conv("c3", x, conv(10, 3, 1));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{5, true});
+  m.params = init_params(g, 13);
+  prune_model(m, 4, 2.0, false);
+  for (const char* target : {"x86", "c"}) {
+    SCOPED_TRACE(target);
+    check_target(m, "bands", target);
+    const std::string src = read_text(std::string(PCONV_BINARY_DIR) + "/deploy-tests/bands-" +
+                                      target + "/pconv_model.cpp");
+    EXPECT_NE(src.find("PC_OMP_FOR\n  for (int b0 = 0; b0 < 48;"), std::string::npos);
+  }
+}
+
 // By default the same layers take the stationary form in bands of rows: 29x29 (two vectors a
 // row, the second 13 lanes; bands of 3 rows and a last one of 2) and 14x14 (bands of 7), with
 // ReLU6, no activation and ReLU, against both oracles; the 3-channel first conv keeps the

@@ -49,7 +49,7 @@ json.dump({"command": cmd, "results": [loadj(n) for n in speed], "load": load}, 
 with open(f"{out}/deploy-speed.md", "w") as f:
     f.write("# Deploy speed: generated x86 code vs oneDNN (batch 1)\n\n")
     f.write(f"Reproduce: `{cmd}` (synthesised models, pconv-synth seed 1, 4 SCPs). Figures are "
-            "medians (min–max) measured on a shared 2-core machine; see the notes in docs/deploy.md. Machine " + load + ".\n\n")
+            "medians of 5 interleaved rounds' medians (min–max of all runs) measured on a shared 2-core machine; see the notes in docs/deploy.md. Machine " + load + ".\n\n")
     for n in speed:
         f.write(md(n) + "\n")
 
@@ -65,7 +65,7 @@ json.dump({"command": cmd, "load": load, "rows": rows}, open(f"{out}/pattern-spe
 with open(f"{out}/pattern-speed.md", "w") as f:
     f.write("# Pattern-count sweep, speed side (VGG-16/32, connectivity 8.8x)\n\n")
     f.write(f"Reproduce: `{cmd}`. Libraries from pconv-synth: the 4 SCPs, then 8 and 12 "
-            "centre-holding 4-tap patterns. Batch 1, medians of the per-layer timings. Machine " + load + ".\n\n")
+            "centre-holding 4-tap patterns. Batch 1, per-layer timings as medians of 5 interleaved rounds' medians. Machine " + load + ".\n\n")
     f.write("| patterns | threads | pattern convs gen ms | oneDNN best ms | speedup | GFLOP/s non-zero | whole model gen ms (min–max) | commit |\n|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         p, t = r["pattern_conv"], r["total"]["generated_e2e"]

@@ -289,7 +289,8 @@ void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, cons
 // blocks reload and shift a channel's rows for every kernel; this form does both once per channel.
 // Packed maps (lane l of vector k is pixel 16k + l, row after row) are one band; maps of one to
 // four vectors a row are swept in bands of rows, each band size a function of its own (the last
-// band may be shorter). Threads take groups.
+// band may be shorter). Threads take groups or (band, group) jobs, or, split by input channels
+// (StationarySchedule::split), every job over their share of the channels.
 void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                      size_t i, GenResult& res) {
   const Op& op = dm.ops[i];

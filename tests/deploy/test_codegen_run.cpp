@@ -47,6 +47,13 @@ CompileResult compile_in(const ModelFile& m, const std::string& name, const std:
   return compile_model(m, name, opt);
 }
 
+// analysis.json's generated layers by name.
+std::map<std::string, nlohmann::json> layers_by_name(const CompileResult& c) {
+  std::map<std::string, nlohmann::json> layer;
+  for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
+  return layer;
+}
+
 // min_parallel_work 0 by default: every op threaded, as these models are small enough that the
 // default would run most on one thread, and the threaded loops are what can go wrong; -1 (the
 // target's default) gives the mix a user gets, with the layers split by input channels.
@@ -184,8 +191,7 @@ TEST(DeployRun, StationaryRowsAvx512) {
   check_target(m, "rows", "avx512");
   const std::string dir = work_dir("rows-kind");
   const CompileResult c = compile_in(m, "rows", "avx512", dir);
-  std::map<std::string, nlohmann::json> layer;
-  for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
+  std::map<std::string, nlohmann::json> layer = layers_by_name(c);
   EXPECT_EQ(layer["r1"]["kind"], "sparse");
   for (const char* name : {"r2", "c3", "r3"}) {
     SCOPED_TRACE(name);
@@ -314,8 +320,7 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   const ModelFile m = split_model(12);
   const std::string dir = work_dir("split");
   const CompileResult c = compile_in(m, "split", "avx512", dir);
-  std::map<std::string, nlohmann::json> layer;
-  for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
+  std::map<std::string, nlohmann::json> layer = layers_by_name(c);
   EXPECT_EQ(layer["r1"]["kind"], "sparse");
   for (const char* name : {"r2", "c3", "r4"}) {
     SCOPED_TRACE(name);

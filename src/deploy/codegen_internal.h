@@ -15,7 +15,10 @@ struct Plan {
   std::vector<Geom> geom;         // per op (a flatten shares its source's)
   std::vector<int> slot;          // per op: arena slot (-1 for flatten)
   std::vector<int64_t> slot_off;  // per slot: float offset in the arena
-  int64_t scratch_off = 0;        // float offset of the scratch vector (linear gathers)
+  // The same for a run on one thread (no memory classes); the generated code picks at run time.
+  std::vector<int> slot_one;
+  std::vector<int64_t> slot_off_one;
+  int64_t scratch_off = 0;  // float offset of the scratch vector (linear gathers)
   int64_t arena_floats = 0;
   // Per thread: floats of the scratch outside the arena (the small-map gathers, the stationary
   // form's accumulators).

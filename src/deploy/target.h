@@ -72,9 +72,9 @@ struct Target {
   // Stationary layers below min_parallel_work whose non-zero reduction length (MACs per output
   // element) is at least this run threaded, split by input channels (StationarySchedule::split;
   // 0: never). Each thread then exchanges about one float per output element for that many
-  // MACs: on VGG-16/CIFAR here the 4x4 layers (233) and the deeper 8x8 ones (116) gained at 2
-  // threads, those of 58 and less lost (docs/deploy.md).
-  int stationary_split_min_reduction = 96;
+  // MACs. On VGG-16/CIFAR here: 48 splits every layer from the second 16x16 one on (58 and more;
+  // the first, 29, stays on one thread), 2 threads 4% faster than 96 (docs/deploy.md).
+  int stationary_split_min_reduction = 48;
   std::string bits2f;   // uint32 bits $0 -> float
   std::string cflags;   // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")

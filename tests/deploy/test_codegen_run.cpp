@@ -233,7 +233,8 @@ TEST(DeployRun, SmallMapActivationsAvx512AndAvx2) {
 
 // The small-map convs gather into a scratch per thread, sized by pconv_create for the thread
 // count set then. A model created on one thread and run on three must keep to that scratch (ASan
-// would report the overflow) and give the same logits as one created on three.
+// would report the overflow) and give the same logits as one created on three: within 1e-5
+// relative, as the layers split by input channels sum in an order set by the thread count.
 TEST(DeployRun, SmallMapScratchFollowsTheThreadCountAtCreate) {
   if (std::system(
           "echo 'int main(){}' | g++ -x c++ -fsanitize=address -o /dev/null - 2>/dev/null") != 0)
@@ -243,7 +244,8 @@ TEST(DeployRun, SmallMapScratchFollowsTheThreadCountAtCreate) {
   compile_in(m, "smallmap", "x86", dir);
   {
     std::ofstream f(dir + "/threads_driver.cpp");
-    f << "#include <omp.h>\n#include <cstdio>\n#include <vector>\n#include \"pconv_model.h\"\n"
+    f << "#include <omp.h>\n#include <cmath>\n#include <cstdio>\n#include <vector>\n"
+         "#include \"pconv_model.h\"\n"
          "int main(int, char** argv) {\n"
          "  std::vector<float> x(pconv_input_size(), 0.25f), a(pconv_output_size()), "
          "b(pconv_output_size());\n"
@@ -252,8 +254,9 @@ TEST(DeployRun, SmallMapScratchFollowsTheThreadCountAtCreate) {
          "  omp_set_num_threads(3);\n  pconv_model* three = pconv_create(argv[1]);\n"
          "  if (!one || !three || pconv_run(one, x.data(), a.data()) || "
          "pconv_run(three, x.data(), b.data())) return 2;\n"
-         "  for (size_t i = 0; i < a.size(); ++i) if (a[i] != b[i]) { std::printf(\"differ\\n\"); "
-         "return 1; }\n"
+         "  for (size_t i = 0; i < a.size(); ++i)\n"
+         "    if (std::fabs(a[i] - b[i]) > 1e-5f * (1.0f + std::fabs(a[i]))) {\n"
+         "      std::printf(\"differ at %zu: %g %g\\n\", i, a[i], b[i]);\n      return 1;\n    }\n"
          "  pconv_destroy(one);\n  pconv_destroy(three);\n  std::printf(\"same\\n\");\n  return "
          "0;\n}\n";
   }

@@ -245,7 +245,7 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
       std::string out;
       const std::string cmd =
           cat(opt.work_dir, "/build/runner ", opt.work_dir, "/weights.bin --input ", opt.work_dir,
-              "/verify_input.f32 --repeat ", k, " --threads ", th, " --layer-times");
+              "/verify_input.f32 --repeat ", k, " --warmup 3 --threads ", th, " --layer-times");
       PCONV_CHECK(run_command(cmd, &out) == 0, "pconv-bench: runner failed:\n", out);
       std::istringstream is(out);
       for (std::string line; std::getline(is, line);) {
@@ -262,7 +262,10 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
           e2e_rounds.add(st);
         }
       }
-      const int warm = r == 0 ? 3 : 1;  // first: JIT, first touch; then caches the others used
+      // oneDNN: first JIT and first touch, then the caches the others used; the runner is a
+      // fresh process each round, so it warms up 3 runs every round (with 1, the medians of the
+      // 224 model's layers sat 1.4-1.5x above their minima, oneDNN's 1.0-1.2x).
+      const int warm = r == 0 ? 3 : 1;
       for (auto& [key, meas] : dnn)
         if (meas.run) meas.rounds.add(time_ms(k, meas.run, warm));
       dense.rounds.add(time_ms(k, dense.run, warm));

@@ -412,7 +412,7 @@ std::string runner_source(const Target& t, const DeployModel& dm) {
   return header_comment("runner.cpp: classifies a raw float tensor or a PPM image.",
                         "codegen_templates.cpp", t, dm) +
          R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
-//               [--save-input x.f32] [--repeat N] [--threads N] [--layer-times]
+//               [--save-input x.f32] [--repeat N] [--warmup N] [--threads N] [--layer-times]
 //        runner weights.bin --batch --input xs.f32 --output logits.f32
 // --batch classifies every sample of a file holding any number of inputs back to back and
 // writes their logits back to back (what pconv-eval --deployed uses on a whole test set).
@@ -568,11 +568,11 @@ static bool read_ppm(const char* path, std::vector<float>& x, int n) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--save-input x.f32] [--repeat N] [--threads N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--save-input x.f32] [--repeat N] [--warmup N] [--threads N]\n", argv[0]);
     return 2;
   }
   const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr, *save_path = nullptr;
-  int repeat = 1, threads = 0;
+  int repeat = 1, threads = 0, warmup = 1;
   bool layer_times = false, batch = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -593,6 +593,7 @@ int main(int argc, char** argv) {
     else if (a == "--output") out_path = argv[++i];
     else if (a == "--save-input") save_path = argv[++i];
     else if (a == "--repeat") repeat = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--warmup") warmup = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads") threads = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr, "runner: unknown option %s\n", argv[i]);
@@ -659,7 +660,8 @@ int main(int argc, char** argv) {
   }
   pconv_model* m = pconv_create(argv[1]);
   if (!m) return 1;
-  if (pconv_run(m, x.data(), y.data()) != 0) return 1;  // warm-up
+  for (int w = 0; w < warmup; ++w)  // warm-up: first touch, caches, the thread pool
+    if (pconv_run(m, x.data(), y.data()) != 0) return 1;
   std::vector<double> ms;
   const int nl = pconv_layer_count();
   std::vector<std::vector<double>> lms((size_t)nl);

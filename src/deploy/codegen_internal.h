@@ -40,8 +40,9 @@ Plan make_plan(const DeployModel& dm, const Target& t);
 // than they gained). Stationary convs split by input channels, the pools after them and their
 // border zeroing run on every thread and split channels alike (channel_split_op), so each core
 // keeps to the channels it owns. memory_class: who writes op i's output, 0 the calling thread,
-// 1 every thread by channel share, 2 threads otherwise; the plan puts each class in arena slots
-// of its own, so a core seldom writes lines the other core holds.
+// 1 every thread by channel share, 2 threads otherwise; the plan for several threads puts each
+// class in arena slots of its own, so a core seldom writes lines the other core holds (the plan
+// for one thread ignores classes: Plan::slot_one).
 int64_t op_work(const DeployModel& dm, size_t i);
 bool channel_split_op(const DeployModel& dm, size_t i, const Target& t);
 std::string op_threads(const DeployModel& dm, size_t i, const Target& t);

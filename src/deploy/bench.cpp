@@ -153,10 +153,7 @@ std::function<void()> dnnl_linear(dnnl::engine& eng, dnnl::stream& s, const Op& 
 
 // The features a linear reads: its source's (through flattens) elements.
 int linear_in_features(const DeployModel& dm, const Op& op) {
-  int x = op.inputs[0];
-  while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
-    x = dm.ops[static_cast<size_t>(x)].inputs[0];
-  const Op& src = dm.ops[static_cast<size_t>(x)];
+  const Op& src = dm.ops[static_cast<size_t>(through_flattens(dm, op.inputs[0]))];
   return src.c * src.h * src.w;
 }
 

@@ -120,11 +120,7 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   }
   // Liveness: a value dies after its last reader (a flatten forwards its readers to its source).
   std::vector<int> last(n, -1);
-  auto src_of = [&](int x) {
-    while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
-      x = dm.ops[static_cast<size_t>(x)].inputs[0];
-    return x;
-  };
+  auto src_of = [&](int x) { return through_flattens(dm, x); };
   for (size_t i = 0; i < n; ++i)
     for (int x : dm.ops[i].inputs) last[static_cast<size_t>(src_of(x))] = static_cast<int>(i);
   last[static_cast<size_t>(src_of(dm.output))] = static_cast<int>(n);
@@ -498,13 +494,11 @@ enum class Border { None, Rows, Full };
 
 Border border_need(const DeployModel& dm, size_t i, const Target& t) {
   Border need = Border::None;
-  for (size_t k = i + 1; k < dm.ops.size(); ++k) {
-    const Op& r = dm.ops[k];
-    if (std::find(r.inputs.begin(), r.inputs.end(), static_cast<int>(i)) == r.inputs.end())
-      continue;
+  for (int k : dm.users[i]) {
+    const Op& r = dm.ops[static_cast<size_t>(k)];
     Border b = Border::None;
     if (r.type == OpType::Flatten)
-      b = border_need(dm, k, t);
+      b = border_need(dm, static_cast<size_t>(k), t);
     else if (r.type == OpType::Conv && conv_kind(r) != ConvKind::Generic) {
       const StationarySchedule S = stationary_schedule(r, t);
       b = !S.ok ? Border::Full : S.band ? Border::Rows : Border::None;
@@ -1070,11 +1064,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   for (size_t i = 1; i < dm.ops.size(); ++i) {
     const Op& op = dm.ops[i];
     if (op.type == OpType::Flatten) continue;
-    auto buf = [&](int x) {
-      while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
-        x = dm.ops[static_cast<size_t>(x)].inputs[0];
-      return cat("B", x);
-    };
+    auto buf = [&](int x) { return cat("B", through_flattens(dm, x)); };
     const std::string out = cat("B", i);
     const std::string gin = geom_lit(P.geom[static_cast<size_t>(op.inputs[0])]);
     const std::string gout = geom_lit(P.geom[i]);
@@ -1232,10 +1222,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   for (const std::string& c : calls) os << c << "\n";
   if (threads_now != "pc_threads") os << "  pc_set_threads(pc_threads);\n";
   res.one_thread_ops = serial_ops;
-  int out_op = dm.output;
-  while (dm.ops[static_cast<size_t>(out_op)].type == OpType::Flatten)
-    out_op = dm.ops[static_cast<size_t>(out_op)].inputs[0];
-  os << "  pc_get(B" << out_op << ", " << geom_lit(gout) << ", output);\n";
+  os << "  pc_get(B" << through_flattens(dm, dm.output) << ", " << geom_lit(gout) << ", output);\n";
   os << "  return 0;\n}\n";
   return os.str();
 }

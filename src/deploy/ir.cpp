@@ -41,6 +41,12 @@ int popcount9(uint16_t m) {
   return __builtin_popcount(static_cast<unsigned>(m));
 }
 
+int through_flattens(const DeployModel& dm, int x) {
+  while (dm.ops[static_cast<size_t>(x)].type == OpType::Flatten)
+    x = dm.ops[static_cast<size_t>(x)].inputs[0];
+  return x;
+}
+
 ConvKind conv_kind(const Op& op) {
   if (op.groups == 1 || op.groups == op.in_c) {
     if (op.stride == 1 && (op.k == 1 || op.k == 3) && op.pad == (op.k - 1) / 2)

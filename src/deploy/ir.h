@@ -130,4 +130,7 @@ std::vector<int> position_of(const Op& src);
 
 int popcount9(uint16_t m);
 
+// The op whose buffer op x reads: x itself, or the source of a chain of flattens (views).
+int through_flattens(const DeployModel& dm, int x);
+
 }  // namespace pconv::deploy

@@ -102,11 +102,7 @@ class Emitter {
   std::vector<std::vector<size_t>> users_;
   std::vector<int32_t> tables_;  // ClHostPlan::tables
 
-  int src_of(int x) const {
-    while (dm_.ops[static_cast<size_t>(x)].type == OpType::Flatten)
-      x = dm_.ops[static_cast<size_t>(x)].inputs[0];
-    return x;
-  }
+  int src_of(int x) const { return through_flattens(dm_, x); }
   View view(int x) const {
     const size_t s = static_cast<size_t>(src_of(x));
     const Geom& g = P_.geom[s];

@@ -121,6 +121,11 @@ std::vector<StationaryPiece> stationary_pieces(const Op& op, const Target& t, in
   return pieces;
 }
 
+// Rows layout: the lanes of a row's vector j that hold the map's columns.
+uint32_t stationary_row_lanes(const Op& op, const Target& t, int j) {
+  return (1u << std::min(t.vec, op.w - j * t.vec)) - 1;
+}
+
 std::string stationary_piece_ptr(const Op& op, const Target& t, const std::string& base,
                                  const StationaryPiece& pc, int64_t rs) {
   return cat(base, " + ", int64_t{pc.y} * rs + int64_t{pc.k} * t.vec - int64_t{pc.y} * op.w);
@@ -163,7 +168,6 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
                              const std::string& fn, int B) {
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
   const int RV = (op.w + V - 1) / V;  // vectors a row
-  auto lane_mask = [&](int j) { return (1u << std::min(V, op.w - j * V)) - 1; };
   os << "static inline void " << fn << "_band" << B
      << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
         "const int* PC_RESTRICT cnt, int nc) {\n";
@@ -172,8 +176,8 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
   for (int k = 0; k < B + 2; ++k)
     for (int j = 0; j < RV; ++j)
       os << "    const " << t.vtype << " x" << k << "_" << j << " = "
-         << spell(t.mask_loadu,
-                  {hex_mask(lane_mask(j)), cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
+         << spell(t.mask_loadu, {hex_mask(stationary_row_lanes(op, t, j)),
+                                 cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
          << ";\n";
   for (auto [dy, dx] : stationary_taps(op)) {
     if (dx == 0) continue;
@@ -257,17 +261,18 @@ void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, cons
        << spell(t.add, {"o", spell(t.load, {cat(at, " + (long)u * ", GF)})}) << ";\n";
     os << ind << "  o = " << vec_act(t, op.act, "o") << ";\n";
   };
+  const std::vector<StationaryPiece> pieces =
+      S.band ? std::vector<StationaryPiece>{} : stationary_pieces(op, t, S.vectors);
   for (int v = 0; v < nv; ++v) {
     os << ind << "{\n";
     value(v);
     if (S.band) {
-      const uint32_t mask = (1u << std::min(V, op.w - (v % RV) * V)) - 1;
       os << ind << "  "
-         << spell(t.mask_storeu,
-                  {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V), hex_mask(mask), "o"})
+         << spell(t.mask_storeu, {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V),
+                                  hex_mask(stationary_row_lanes(op, t, v % RV)), "o"})
          << ";\n";
     } else {
-      for (const StationaryPiece& pc : stationary_pieces(op, t, S.vectors))
+      for (const StationaryPiece& pc : pieces)
         if (pc.k == v)
           os << ind << "  "
              << spell(t.mask_storeu,

@@ -202,6 +202,9 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       if (conv_kind(op) == ConvKind::Generic) {
         const std::vector<float> w = generic_conv_weight(dm, op);
         P.woff[i] = put(w.data(), w.size());
+      } else if (use_channel_lanes(op, t)) {
+        const std::vector<float> w = channel_lane_weights(op, t);
+        P.woff[i] = put(w.data(), w.size());
       } else if (use_stationary(op, t)) {
         std::vector<int> counts;
         std::vector<int64_t> starts;
@@ -348,7 +351,7 @@ std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& 
 
 bool use_blocks(const Op& op, const Target& t) {
   return op.type == OpType::Conv && conv_kind(op) == ConvKind::Sparse && !use_small_map(op, t) &&
-         !use_stationary(op, t) && sparse_schedule(op, t).F > 0;
+         !use_channel_lanes(op, t) && !use_stationary(op, t) && sparse_schedule(op, t).F > 0;
 }
 
 std::vector<Tap> mask_taps(uint16_t mask, int K) {
@@ -1054,6 +1057,11 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << "#include \"pconv_model.h\"\n#include \"pconv_ops.h\"\n";
   if (!t.include.empty()) os << t.include << "\n";
   os << "\n";
+  for (const Op& op : dm.ops)
+    if (use_channel_lanes(op, t)) {
+      os << t.transpose_def << "\n";
+      break;
+    }
   // Layers.
   std::vector<std::string> calls, layer_names;
   std::vector<int> layer_ops;
@@ -1073,7 +1081,10 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
       case OpType::Conv:
         switch (conv_kind(op)) {
           case ConvKind::Sparse:
-            if (use_stationary(op, t) || use_small_map(op, t)) {
+            if (use_channel_lanes(op, t)) {
+              emit_channel_lanes(os, t, dm, P, i, res);
+              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            } else if (use_stationary(op, t) || use_small_map(op, t)) {
               if (use_stationary(op, t))
                 emit_stationary(os, t, dm, P, i, res);
               else
@@ -1137,8 +1148,9 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     if (threads_now == "1") serial_ops.push_back(op.name);
     calls.push_back("  PC_LAYER_BEGIN();");
     calls.push_back(cat("  ", call, ";  // ", op.source));
-    if (const std::string z =
-            P.geom[i].flat ? "" : zero_border_call(P.geom[i], out, border_need(dm, i, t));
+    if (const std::string z = P.geom[i].flat || lanes_zero_border(op, P.geom[i], t)
+                                  ? ""
+                                  : zero_border_call(P.geom[i], out, border_need(dm, i, t));
         !z.empty())
       calls.push_back(cat("  ", z, ";"));
     calls.push_back(cat("  PC_LAYER_END(", k, ");"));
@@ -1168,6 +1180,14 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         "    pconv_destroy(m);\n"
         "    return 0;\n"
         "  }\n"
+        "#ifdef PC_POISON\n"
+        "  // A check (cmake -DPCONV_POISON=ON; pconv-deploy --verify builds so): NaN in every\n"
+        "  // float that pconv_run reads before an op of the same run writes or zeroes it shows\n"
+        "  // up in the logits.\n"
+        "  std::fill_n(m->arena, PC_ARENA_FLOATS, std::nanf(\"\"));\n"
+        "  std::fill_n(m->gather, PC_GATHER_FLOATS * (unsigned long long)m->gather_threads,\n"
+        "              std::nanf(\"\"));\n"
+        "#endif\n"
         "  return m;\n}\n\n";
   // Per-layer timing hook: compiled in with -DPC_LAYER_TIMES (cmake -DPCONV_LAYER_TIMES=ON), it
   // records each layer's wall time of the last pconv_run; otherwise it costs nothing.

@@ -80,6 +80,16 @@ struct StationarySchedule {
 };
 StationarySchedule stationary_schedule(const Op& op, const Target& t);
 bool use_stationary(const Op& op, const Target& t);
+// The channel-lanes form (codegen_lanes.cpp; Target::transpose): whether a conv takes it, its
+// weights ([block of vec filters][channel][tap][filter in the block], filters by position) and
+// its emitter.
+bool use_channel_lanes(const Op& op, const Target& t);
+std::vector<float> channel_lane_weights(const Op& op, const Target& t);
+// Whether it zeroes its output's border itself (whole vector rows, margins of one vector), so
+// pconv_run needs no border pass after it.
+bool lanes_zero_border(const Op& op, const Geom& go, const Target& t);
+void emit_channel_lanes(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                        size_t i, GenResult& res);
 // Its records: per group, per input channel, per mask, (accumulator offset, weights...) for each
 // filter of the group that keeps the channel with that mask; counts per (group, channel, mask)
 // and each group's first word.

@@ -22,7 +22,8 @@ std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
 StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   StationarySchedule s;
   if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
-      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels)
+      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels ||
+      use_channel_lanes(op, t))
     return s;
   // Every tap's shifted copy of the channel stays in registers, beside the accumulators and the
   // weights. Packed: taps x vectors <= 24 of AVX-512's 32 (4 vectors, 8x8, for the 5 taps of the

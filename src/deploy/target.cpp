@@ -27,6 +27,7 @@ Target target_by_name(const std::string& name) {
   if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_LANES_MAX_IN_C")) t.lanes_max_in_c = std::atoi(e);
   if (const char* e = std::getenv("PCONV_MIN_PARALLEL_WORK")) t.min_parallel_work = std::atoll(e);
   if (const char* e = std::getenv("PCONV_ROW_SPLIT_MIN_BANDS"))
     t.row_split_min_bands = std::atoi(e);
@@ -110,6 +111,34 @@ static Target target_table(const std::string& name) {
         "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32($0, _mm512_castps_si512($1), "
         "_mm512_castps_si512($2), $3))";
     t.mask_loadu_into = "_mm512_mask_loadu_ps($0, $1, $2)";
+    t.transpose = "pc_transpose16($0)";
+    // Four rounds of 16 two-source shuffles: 32-bit pairs, 64-bit pairs, then 128-bit lanes twice
+    // (maskz: GCC 12 warns on the undefined source of the plain forms, as for max).
+    t.transpose_def = R"PC(static inline void pc_transpose16(__m512* r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_maskz_unpacklo_ps(0xFFFF, r[i], r[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_ps(0xFFFF, r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 2]);
+    const __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, a, b));
+    r[i + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, a, b));
+    r[i + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(0xFF, c, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(0xFF, c, d));
+  }
+  for (int i = 0; i < 8; ++i) {
+    const int a = i / 4 * 8 + i % 4, b = a + 4;
+    t[a] = _mm512_maskz_shuffle_f32x4(0xFFFF, r[a], r[b], 0x88);
+    t[b] = _mm512_maskz_shuffle_f32x4(0xFFFF, r[a], r[b], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_maskz_shuffle_f32x4(0xFFFF, t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_maskz_shuffle_f32x4(0xFFFF, t[i], t[i + 8], 0xDD);
+  }
+}
+)PC";
     t.cflags = "-O3 -mavx512f -mavx2 -mfma";
     t.asm_fma = "vfmadd";
     return t;

@@ -75,6 +75,13 @@ struct Target {
   // MACs. On VGG-16/CIFAR here: 48 splits every layer from the second 16x16 one on (58 and more;
   // the first, 29, stays on one thread), 2 threads 4% faster than 96 (docs/deploy.md).
   int stationary_split_min_reduction = 48;
+  // Dense 3x3 convs with at most lanes_max_in_c input channels (an image's first conv: a few
+  // records a filter, so the row kernel's shifts and per-tile costs dominate) put output
+  // channels in the lanes: each input pixel is broadcast into its FMA, and `transpose` (the
+  // array of vec vectors $0 in place, lanes by vectors; defined by transpose_def) turns a tile of
+  // vec pixels x vec filters into plane rows. Empty: the row kernel.
+  std::string transpose, transpose_def;
+  int lanes_max_in_c = 8;
   std::string bits2f;   // uint32 bits $0 -> float
   std::string cflags;   // compile flags for the generated CMakeLists.txt
   std::string asm_fma;  // the FMA mnemonic expected in the generated assembly ("vfmadd", "fmla")

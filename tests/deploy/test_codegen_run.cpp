@@ -332,7 +332,7 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   }
   EXPECT_EQ(layer["r2"]["layout"], "rows");
   EXPECT_EQ(layer["r4"]["layout"], "packed");
-  build_generated(dir, c.target);
+  build_generated(dir, c.target, "-DPCONV_POISON=ON");
   for (int threads : {1, 2, 3}) {
     SCOPED_TRACE(threads);
     const std::vector<float> x = random_input(m, 40 + static_cast<uint64_t>(threads));
@@ -353,6 +353,42 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
 
 // ResNet-20 with every op threaded; then at connectivity 2 with the default threading, where
 // its 8x8 layers (128 MACs an output) split by input channels on AVX-512 and feed residual adds.
+// A dense first conv with lanes over output channels: whole tiles only (it writes its own border,
+// no border pass after it) and with a ragged last tile (masked stores, the border pass kept), each
+// read by the row kernel (which reads the whole border), at 1-3 threads on NaN-filled memory.
+TEST(DeployRun, FirstConvChannelLanesAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  for (const int w : {32, 37}) {
+    SCOPED_TRACE(w);
+    ModelFile m;
+    Graph& g = m.graph;
+    int x = g.input("in", 3, 12, w);
+    x = g.relu("r1", g.batch_norm("b1", g.conv("c1", x, conv(32, 3, 1))));
+    x = g.relu("r2", g.conv("c2", x, conv(16, 3, 1)));
+    x = g.flatten("f", g.global_avg_pool("gap", x));
+    g.linear("fc", x, LinearAttrs{5, true});
+    m.params = init_params(g, 7);
+    randomize_bn(m, 8);
+    prune_model(m, 4, 2.0, false);  // the first conv stays dense
+    const std::string dir = work_dir(cat("lanes", w));
+    const CompileResult c = compile_in(m, "lanes", "avx512", dir, 0);
+    std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+    EXPECT_EQ(layer["r1"]["kind"], "dense_channel_lanes");
+    EXPECT_EQ(layer["r1"]["writes_border"], w % 16 == 0);
+    EXPECT_EQ(layer["r2"]["kind"], "sparse");
+    const std::string src = read_text(dir + "/pconv_model.cpp");
+    EXPECT_EQ(src.find(cat("pc_zero_border_k<32, 12, ", w)) == std::string::npos, w % 16 == 0);
+    build_generated(dir, c.target, "-DPCONV_POISON=ON");
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE(threads);
+      const std::vector<float> in = random_input(m, 60 + static_cast<uint64_t>(threads));
+      const VerifyReport r =
+          compare_with_reference(m, in, run_generated(dir, c.target, in, threads));
+      EXPECT_TRUE(r.ok) << r.message;
+    }
+  }
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

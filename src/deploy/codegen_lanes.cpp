@@ -20,8 +20,8 @@ bool use_channel_lanes(const Op& op, const Target& t) {
 }
 
 bool lanes_zero_border(const Op& op, const Geom& go, const Target& t) {
-  return use_channel_lanes(op, t) && op.w % t.vec == 0 && go.org % t.vec == 0 &&
-         go.rs % t.vec == 0 && go.org == go.rs + t.vec && go.rs == op.w + 2 * t.vec;
+  return use_channel_lanes(op, t) && op.w % t.vec == 0 && go.rs % t.vec == 0 &&
+         go.org == go.rs + t.vec && go.rs >= op.w + 2 * t.vec;
 }
 
 std::vector<float> channel_lane_weights(const Op& op, const Target& t) {
@@ -118,7 +118,8 @@ void emit_channel_lanes(std::ostream& os, const Target& t, const DeployModel& dm
     os << "      for (int f = 0; f < " << V << "; ++f) {\n";
     os << "        float* of = op + (long)f * " << go.ps << ";\n";
     os << "        " << spell(t.store, {cat("of - ", V), z}) << ";\n";
-    os << "        " << spell(t.store, {cat("of + ", op.w), z}) << ";\n";
+    for (int64_t x = op.w; x < go.rs - V; x += V)  // the right margin (and any row padding)
+      os << "        " << spell(t.store, {cat("of + ", x), z}) << ";\n";
     for (const auto& [cond, row] : {std::pair<std::string, int64_t>{"y == 0", -go.rs - V},
                                     {cat("y == ", op.h - 1), go.rs - V}}) {
       os << "        if (" << cond << ")\n";

@@ -25,6 +25,7 @@ Target target_by_name(const std::string& name) {
   Target t = target_table(name);
   // Tuning knob for experiments (pconv-bench): the row-band budget of the pattern convs in KiB.
   if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
+  if (const char* e = std::getenv("PCONV_ROW_PAD")) t.row_pad = std::atoi(e) != 0;
   if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
   if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
   if (const char* e = std::getenv("PCONV_LANES_MAX_IN_C")) t.lanes_max_in_c = std::atoi(e);

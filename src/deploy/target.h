@@ -20,6 +20,8 @@ struct Target {
   // Row-band size of the pattern convs: the input rows one band needs (all channels) should fit in
   // about this many bytes (half the per-core L2 of the machines measured here, PERF-NOTES.md).
   int64_t band_bytes = 512 * 1024;
+  // Pad rows whose stride is a multiple of 1 KiB by one vector (make_plan).
+  bool row_pad = true;
   // Filter blocks of the pattern convs: the bytes of L1 their tile buffer may take (0: one
   // filter at a time with its tile in registers). See SparseSchedule in codegen_internal.h.
   int64_t block_acc_bytes = 0;

@@ -389,6 +389,28 @@ TEST(DeployRun, FirstConvChannelLanesAvx512) {
   }
 }
 
+// Rows of 224 floats plus margins (1 KiB on AVX-512) get one more vector (272 floats), so every
+// fourth row no longer falls in the same L1 sets; the lanes conv then zeroes that padding with its
+// right margin, read by the row kernel after it on NaN-filled memory.
+TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 3, 5, 224);
+  x = g.relu("r1", g.conv("c1", x, conv(16, 3, 1)));
+  x = g.relu("r2", g.conv("c2", x, conv(16, 3, 1)));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{4, true});
+  m.params = init_params(g, 3);
+  prune_model(m, 4, 2.0, false);
+  const std::string dir = work_dir("rowpad");
+  const CompileResult c = compile_in(m, "rowpad", "avx512", dir, 0);
+  EXPECT_EQ(layers_by_name(c)["r1"]["kind"], "dense_channel_lanes");
+  EXPECT_NE(read_text(dir + "/pconv_model.cpp").find("y0 * 272"), std::string::npos);
+  const VerifyReport r = verify_generated(m, c, 2, 21);
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

@@ -67,13 +67,19 @@ void emit_lane_tile(std::ostream& os, const Target& t, const Op& op, const Geom&
       os << "  }\n";
     }
   os << "  " << spell(t.transpose, {"a"}) << ";\n";
+  const bool staged = pixels < V && t.mask_storeu.empty();  // a ragged tile without masks
+  if (staged) os << "  alignas(64) float s[" << V << "];\n";
   for (int f = 0; f < V; ++f) {
     const std::string v = vec_act(t, op.act, cat("a[", f, "]"));
     const std::string at = cat("op + ", static_cast<int64_t>(f) * go.ps);
-    os << "  "
-       << (pixels == V ? spell(t.store, {at, v})
-                       : spell(t.mask_storeu, {at, hex_mask((1u << pixels) - 1), v}))
-       << ";\n";
+    if (staged)
+      os << "  " << spell(t.store, {"s", v}) << ";\n  std::memcpy(" << at << ", s, " << pixels * 4
+         << ");\n";
+    else
+      os << "  "
+         << (pixels == V ? spell(t.store, {at, v})
+                         : spell(t.mask_storeu, {at, hex_mask((1u << pixels) - 1), v}))
+         << ";\n";
   }
   os << "}\n\n";
 }

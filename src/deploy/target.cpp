@@ -161,6 +161,26 @@ static Target target_table(const std::string& name) {
     t.min = "_mm256_min_ps($0, $1)";
     t.bcast4 = "_mm256_broadcast_ps(reinterpret_cast<const __m128*>(pc_fp($0)))";
     t.add = "_mm256_add_ps($0, $1)";
+    t.transpose = "pc_transpose8($0)";
+    // 32-bit pairs, 64-bit pairs (two-source in-lane shuffles), then the 128-bit halves.
+    t.transpose_def = R"PC(static inline void pc_transpose8(__m256* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+)PC";
     t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
     t.asm_fma = "vfmadd";
     return t;

@@ -354,12 +354,14 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
 // ResNet-20 with every op threaded; then at connectivity 2 with the default threading, where
 // its 8x8 layers (128 MACs an output) split by input channels on AVX-512 and feed residual adds.
 // A dense first conv with lanes over output channels: whole tiles only (it writes its own border,
-// no border pass after it) and with a ragged last tile (masked stores, the border pass kept), each
-// read by the row kernel (which reads the whole border), at 1-3 threads on NaN-filled memory.
-TEST(DeployRun, FirstConvChannelLanesAvx512) {
-  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
-  for (const int w : {32, 37}) {
-    SCOPED_TRACE(w);
+// no border pass after it) and with a ragged last tile (masked stores on AVX-512, staged through
+// a buffer on AVX2; the border pass kept), each read by the row kernel (which reads the whole
+// border), at 1-3 threads on NaN-filled memory.
+TEST(DeployRun, FirstConvChannelLanesAvx512AndAvx2) {
+  for (const auto& [target, w] : std::vector<std::pair<std::string, int>>{
+           {"avx512", 32}, {"avx512", 37}, {"avx2", 32}, {"avx2", 37}}) {
+    SCOPED_TRACE(target + " " + std::to_string(w));
+    if (target == "avx512" && !host_has_avx512()) continue;
     ModelFile m;
     Graph& g = m.graph;
     int x = g.input("in", 3, 12, w);
@@ -370,8 +372,8 @@ TEST(DeployRun, FirstConvChannelLanesAvx512) {
     m.params = init_params(g, 7);
     randomize_bn(m, 8);
     prune_model(m, 4, 2.0, false);  // the first conv stays dense
-    const std::string dir = work_dir(cat("lanes", w));
-    const CompileResult c = compile_in(m, "lanes", "avx512", dir, 0);
+    const std::string dir = work_dir(cat("lanes-", target, "-", w));
+    const CompileResult c = compile_in(m, "lanes", target, dir, 0);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
     EXPECT_EQ(layer["r1"]["kind"], "dense_channel_lanes");
     EXPECT_EQ(layer["r1"]["writes_border"], w % 16 == 0);

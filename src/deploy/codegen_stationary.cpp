@@ -162,6 +162,32 @@ std::string stationary_tap_name(int dy, int dx, int k) {
   return cat("t", dy + 1, dx + 1, "_", k);
 }
 
+// Prefetches into L1 the lines of channel c + t.stationary_prefetch that the channel loop will
+// load (`ranges`: float offsets and lengths from `ic`; the last channels re-fetch their own).
+// Each channel is loaded once a group and band, from L2, L3 or, after a layer split by channels,
+// the other core's cache, and the record loops between two channels' loads leave those misses
+// exposed (docs/deploy.md).
+void emit_channel_prefetch(std::ostream& os, const Target& t, const Geom& gi, bool banded,
+                           const std::string& ind, const std::string& c_end,
+                           const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  const int D = t.stationary_prefetch;
+  if (D <= 0 || t.prefetch.empty()) return;
+  constexpr int64_t kLine = 16;  // floats a 64-byte line
+  // Where `ic` falls in its line: known when the strides it moves by keep lines in step (arena
+  // slots are line-aligned; a band starts y0 rows in); otherwise taken as aligned, which at worst
+  // skips a line.
+  const bool known = gi.ps % kLine == 0 && (!banded || gi.rs % kLine == 0);
+  const int64_t mis = known ? gi.org % kLine : 0;
+  auto line_of = [&](int64_t f) { return (f - (f < 0 ? kLine - 1 : 0)) / kLine; };
+  std::vector<int64_t> lines;
+  for (auto [off, len] : ranges)
+    for (int64_t l = line_of(mis + off); l <= line_of(mis + off + len - 1); ++l)
+      if (std::find(lines.begin(), lines.end(), l) == lines.end()) lines.push_back(l);
+  os << ind << "const float* pf = c + " << D << " < " << c_end << " ? ic + " << D * gi.ps
+     << " : ic;\n";
+  for (int64_t l : lines) os << ind << spell(t.prefetch, {cat("pf + ", l * kLine - mis)}) << ";\n";
+}
+
 // Rows layout: the band function for bands of B rows. It runs nc channels from the one whose
 // band ic0 points at: loads rows -1 .. B (the zero rows above and below the map cover its edges),
 // shifts the sideways taps, adds the records.
@@ -174,6 +200,9 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
         "const int* PC_RESTRICT cnt, int nc) {\n";
   os << "  for (int c = 0; c < nc; ++c, cnt += " << M << ") {\n";
   os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+  std::vector<std::pair<int64_t, int64_t>> rows;
+  for (int k = 0; k < B + 2; ++k) rows.push_back({int64_t{k - 1} * gi.rs, int64_t{RV} * V});
+  emit_channel_prefetch(os, t, gi, true, "    ", "nc", rows);
   for (int k = 0; k < B + 2; ++k)
     for (int j = 0; j < RV; ++j)
       os << "    const " << t.vtype << " x" << k << "_" << j << " = "
@@ -214,6 +243,9 @@ void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
   os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c, cnt += " << M << ") {\n";
   os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  std::vector<std::pair<int64_t, int64_t>> rows;
+  for (int y = 0; y < op.h; ++y) rows.push_back({int64_t{y} * gi.rs, op.w});
+  emit_channel_prefetch(os, t, gi, false, ind + "  ", ce, rows);
   for (int k = 0; k < NV; ++k)
     os << ind << "  " << t.vtype << " " << stationary_tap_name(0, 0, k) << " = " << t.zero << ";\n";
   for (const StationaryPiece& pc : stationary_pieces(op, t, NV))

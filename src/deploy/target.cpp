@@ -40,6 +40,8 @@ Target target_by_name(const std::string& name) {
     t.stationary_max_row_vecs = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_BAND_MAJOR"))
     t.stationary_band_major = std::atoi(e) != 0;
+  if (const char* e = std::getenv("PCONV_STATIONARY_PREFETCH"))
+    t.stationary_prefetch = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_SPLIT_MIN_REDUCTION"))
     t.stationary_split_min_reduction = std::atoi(e);
   return t;
@@ -112,6 +114,7 @@ static Target target_table(const std::string& name) {
         "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32($0, _mm512_castps_si512($1), "
         "_mm512_castps_si512($2), $3))";
     t.mask_loadu_into = "_mm512_mask_loadu_ps($0, $1, $2)";
+    t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
     t.transpose = "pc_transpose16($0)";
     // Four rounds of 16 two-source shuffles: 32-bit pairs, 64-bit pairs, then 128-bit lanes twice
     // (maskz: GCC 12 warns on the undefined source of the plain forms, as for max).

@@ -73,6 +73,11 @@ struct Target {
   int64_t stationary_acc_bytes = 40 * 1024;
   int stationary_max_row_vecs = 4;
   bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
+  // Its channel loop prefetches (`prefetch`: the line at pointer $0 into L1) the input of the
+  // channel this many ahead (0: none): VGG-16/224's stationary layers 2-6% faster at 1 thread,
+  // VGG-16/CIFAR's first layer split by channels 17% at 2 threads (docs/deploy.md).
+  std::string prefetch;
+  int stationary_prefetch = 2;
   // Stationary layers below min_parallel_work whose non-zero reduction length (MACs per output
   // element) is at least this run threaded, split by input channels (StationarySchedule::split;
   // 0: never). Each thread then exchanges about one float per output element for that many

@@ -292,6 +292,75 @@ TEST(DeployRun, StationaryCornerTapsAvx512) {
   }
 }
 
+// The stationary channel loops prefetch the channel 2 ahead (Target::stationary_prefetch): in
+// every loop of both layouts, each float the loop loads from channel c lies in a line it
+// prefetches for channel c + 2 (ic + 2 planes), and every prefetched line holds one of them. In
+// the packed loops, where the generated source names the plane's origin, the prefetched offsets
+// must also be line starts there (the arena's slots are line-aligned).
+TEST(DeployCodegen, StationaryLoopsPrefetchTheLinesTheyLoadTwoChannelsAhead) {
+  const std::regex ic_re(R"(const float\* ic = (?:in \+ (\d+) \+ )?\w* ?\+? ?\(long\)c \* (\d+);)");
+  const std::regex pf_re(R"(const float\* pf = c \+ (\d+) < \w+ \? ic \+ (\d+) : ic;)");
+  const std::regex pre_re(R"(_mm_prefetch\(\(const char\*\)\(pf \+ (-?\d+)\))");
+  const std::regex load_re(
+      R"(_mm512_mask(?:z)?_loadu_ps\((?:\w+, )?(0x[0-9A-F]+), ic \+ (-?\d+)\))");
+  SynthOptions vgg;  // its 4x4 layers split by channels: planes of 480 floats from float 7
+  vgg.conn_rate = 8.8;
+  for (const auto& [name, m] : {std::pair<std::string, ModelFile>{"pf-rows", block_model(12)},
+                                {"pf-packed", small_map_model(13)},
+                                {"pf-vgg16c", synth_model(vgg)}}) {
+    SCOPED_TRACE(name);
+    const std::string dir = work_dir(name);
+    compile_in(m, name, "avx512", dir);
+    std::istringstream src(read_text(dir + "/pconv_model.cpp"));
+    int loops = 0;
+    bool in_loop = false;
+    int64_t org = -1, ps = 0;
+    std::vector<int64_t> pre, touched;
+    auto finish = [&] {
+      ASSERT_FALSE(pre.empty()) << "loop " << loops << " prefetches nothing";
+      for (int64_t f : touched)
+        EXPECT_TRUE(
+            std::any_of(pre.begin(), pre.end(), [&](int64_t y) { return f >= y && f < y + 16; }))
+            << "loop " << loops << ": float " << f << " not prefetched";
+      for (int64_t y : pre) {
+        EXPECT_TRUE(std::any_of(touched.begin(), touched.end(),
+                                [&](int64_t f) { return f >= y && f < y + 16; }))
+            << "loop " << loops << ": line at " << y << " prefetched, never loaded";
+        if (org >= 0 && ps % 16 == 0) {
+          EXPECT_EQ((org + y) % 16, 0) << "loop " << loops;
+        }
+      }
+      ++loops;
+    };
+    std::string prev;  // a stationary channel loop steps its record counts with c
+    for (std::string line; std::getline(src, line); prev = line) {
+      std::smatch mt;
+      if (prev.find("++c, cnt += ") != std::string::npos && std::regex_search(line, mt, ic_re)) {
+        in_loop = true;
+        org = mt[1].matched ? std::stoll(mt[1]) : -1;
+        ps = std::stoll(mt[2]);
+        pre.clear();
+        touched.clear();
+      } else if (!in_loop) {
+        continue;
+      } else if (std::regex_search(line, mt, pf_re)) {
+        EXPECT_EQ(std::stoi(mt[1]), 2);
+        EXPECT_EQ(std::stoll(mt[2]), 2 * ps);
+      } else if (std::regex_search(line, mt, pre_re)) {
+        pre.push_back(std::stoll(mt[1]));
+      } else if (std::regex_search(line, mt, load_re)) {
+        const uint32_t mask = static_cast<uint32_t>(std::stoul(mt[1], nullptr, 16));
+        for (int l = 0; l < 16; ++l)
+          if (mask >> l & 1u) touched.push_back(std::stoll(mt[2]) + l);
+      } else if (line.find("for (int n = ") != std::string::npos) {
+        in_loop = false;
+        finish();
+      }
+    }
+    EXPECT_GE(loops, 2);
+  }
+}
+
 // Layers with a long non-zero reduction (at least Target::stationary_split_min_reduction MACs
 // an output) below min_parallel_work run split by input channels: the rows layout at 14x14 (97
 // filters, so the threads' shares differ by one) and the packed one at 7x7, with ReLU, none and

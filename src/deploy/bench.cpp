@@ -233,30 +233,36 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
     shape.insert(shape.begin(), 1);
     Tensor in(shape, 0.5f);
     Measured dense{[&] { net.forward(in, false); }, {}};
-    std::map<int, Rounds> gen_rounds;
+    std::map<int, Rounds> gen_rounds, alone_rounds;
     Rounds e2e_rounds;
     const int rounds = std::max(1, std::min(opt.rounds, opt.repeat));
     for (int r = 0; r < rounds; ++r) {
       const int k = opt.repeat / rounds + (r < opt.repeat % rounds ? 1 : 0);
-      // Generated code: per-layer medians from the timing hook, and the end-to-end latency.
-      std::string out;
-      const std::string cmd =
-          cat(opt.work_dir, "/build/runner ", opt.work_dir, "/weights.bin --input ", opt.work_dir,
-              "/verify_input.f32 --repeat ", k, " --warmup 3 --threads ", th, " --layer-times");
-      PCONV_CHECK(run_command(cmd, &out) == 0, "pconv-bench: runner failed:\n", out);
-      std::istringstream is(out);
-      for (std::string line; std::getline(is, line);) {
-        std::istringstream ls(line);
-        std::string w, lname;
-        int layer = 0, op = 0;
-        Stat st;
-        if (line.rfind("layer ", 0) == 0) {
-          std::string a, b, c2;
-          ls >> w >> layer >> w >> op >> lname >> a >> st.median >> b >> st.min >> c2 >> st.max;
-          gen_rounds[op].add(st);
-        } else if (line.rfind("latency_ms", 0) == 0) {
-          ls >> w >> w >> st.median >> w >> st.min >> w >> st.max;
-          e2e_rounds.add(st);
+      // Generated code: per-layer medians from the timing hook, and the end-to-end latency;
+      // then each layer alone (run 3 times back to back in every inference, the last timed), as
+      // oneDNN's primitives below are timed: the like-for-like comparison.
+      for (const bool alone : {false, true}) {
+        std::string out;
+        const std::string cmd =
+            cat(opt.work_dir, "/build/runner ", opt.work_dir, "/weights.bin --input ", opt.work_dir,
+                "/verify_input.f32 --repeat ", k, " --warmup 3 --threads ", th, " --layer-times",
+                alone ? " --layer-repeat 3" : "");
+        PCONV_CHECK(run_command(cmd, &out) == 0, "pconv-bench: runner failed:\n", out);
+        std::istringstream is(out);
+        for (std::string line; std::getline(is, line);) {
+          std::istringstream ls(line);
+          std::string w, lname;
+          int layer = 0, op = 0;
+          Stat st;
+          const bool in_model = !alone && line.rfind("layer ", 0) == 0;
+          if (in_model || (alone && line.rfind("layer_alone ", 0) == 0)) {
+            std::string a, b, c2;
+            ls >> w >> layer >> w >> op >> lname >> a >> st.median >> b >> st.min >> c2 >> st.max;
+            (alone ? alone_rounds : gen_rounds)[op].add(st);
+          } else if (!alone && line.rfind("latency_ms", 0) == 0) {
+            ls >> w >> w >> st.median >> w >> st.min >> w >> st.max;
+            e2e_rounds.add(st);
+          }
         }
       }
       // oneDNN: first JIT and first touch, then the caches the others used; the runner is a
@@ -267,14 +273,17 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         if (meas.run) meas.rounds.add(time_ms(k, meas.run, warm));
       dense.rounds.add(time_ms(k, dense.run, warm));
     }
-    std::map<int, Stat> gen;
+    std::map<int, Stat> gen, gen_alone;
     for (const auto& [op, rs] : gen_rounds) gen[op] = rs.stat();
+    for (const auto& [op, rs] : alone_rounds) gen_alone[op] = rs.stat();
     const Stat e2e = e2e_rounds.stat();
     auto timed = [&](size_t i, int kind) { return dnn[{i, kind}].rounds.stat(); };
     json run;
     run["threads"] = th;
     run["layers"] = json::array();
     double conv_gen = 0, conv_best = 0, conv_direct = 0, conv_auto = 0, pat_gen = 0, pat_best = 0;
+    double conv_alone = 0, pat_alone = 0;
+    bool alone_ok = true;  // every conv timed alone (CPU targets)
     int64_t conv_nz = 0, conv_dense = 0, pat_nz = 0;
     double all_gen = 0, all_dnnl = 0;
     for (size_t i = 1; i < dm.ops.size(); ++i) {
@@ -285,7 +294,10 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
       L["name"] = op.name;
       L["type"] = op_type_name(op.type);
       const Stat g = gen.count(static_cast<int>(i)) ? gen[static_cast<int>(i)] : Stat{};
+      const Stat ga =
+          gen_alone.count(static_cast<int>(i)) ? gen_alone[static_cast<int>(i)] : Stat{};
       L["generated"] = stat_json(g);
+      L["generated_alone"] = stat_json(ga);
       all_gen += std::max(0.0, g.median);
       if (op.type == OpType::Conv) {
         const bool pattern = op.plan.pruned && op.k == 3;
@@ -308,27 +320,38 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         L["onednn_best"] = which;
         L["onednn_best_ms"] = best;
         L["speedup_vs_best"] = g.median > 0 ? best / g.median : 0.0;
+        L["speedup_vs_best_alone"] = ga.median > 0 ? best / ga.median : 0.0;
         L["speedup_vs_direct"] = g.median > 0 ? d.median / g.median : 0.0;
         L["generated_gflops_nonzero"] = gflops(op.plan.nonzero_macs, g.median);
+        L["generated_alone_gflops_nonzero"] = gflops(op.plan.nonzero_macs, ga.median);
         L["onednn_best_gflops_dense"] = gflops(op.plan.dense_macs, best);
         conv_gen += g.median, conv_best += best, conv_direct += d.median, conv_auto += a.median;
+        conv_alone += ga.median;
+        alone_ok = alone_ok && ga.median > 0;
         conv_nz += op.plan.nonzero_macs, conv_dense += op.plan.dense_macs;
         all_dnnl += best;
-        if (pattern) pat_gen += g.median, pat_best += best, pat_nz += op.plan.nonzero_macs;
+        if (pattern)
+          pat_gen += g.median, pat_alone += ga.median, pat_best += best,
+              pat_nz += op.plan.nonzero_macs;
       } else if (op.type == OpType::Linear) {
         const Stat d = timed(i, kLinear);
         L["shape"] = cat(linear_in_features(dm, op), " -> ", op.c);
         L["onednn"] = stat_json(d);
         L["speedup_vs_best"] = g.median > 0 ? d.median / g.median : 0.0;
+        L["speedup_vs_best_alone"] = ga.median > 0 ? d.median / ga.median : 0.0;
         all_dnnl += std::max(0.0, d.median);
       }
       run["layers"].push_back(L);
     }
+    if (!alone_ok) conv_alone = pat_alone = -1;
     run["conv"] = {{"generated_ms", conv_gen},
                    {"onednn_best_ms", conv_best},
                    {"onednn_direct_ms", conv_direct},
                    {"onednn_auto_ms", conv_auto},
                    {"speedup_vs_best", conv_gen > 0 ? conv_best / conv_gen : 0.0},
+                   {"generated_alone_ms", conv_alone},
+                   {"speedup_vs_best_alone", conv_alone > 0 ? conv_best / conv_alone : 0.0},
+                   {"generated_alone_gflops_nonzero", gflops(conv_nz, conv_alone)},
                    {"speedup_vs_direct", conv_gen > 0 ? conv_direct / conv_gen : 0.0},
                    {"speedup_vs_auto", conv_gen > 0 ? conv_auto / conv_gen : 0.0},
                    {"generated_gflops_nonzero", gflops(conv_nz, conv_gen)},
@@ -336,6 +359,9 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
     run["pattern_conv"] = {{"generated_ms", pat_gen},
                            {"onednn_best_ms", pat_best},
                            {"speedup_vs_best", pat_gen > 0 ? pat_best / pat_gen : 0.0},
+                           {"generated_alone_ms", pat_alone},
+                           {"speedup_vs_best_alone", pat_alone > 0 ? pat_best / pat_alone : 0.0},
+                           {"generated_alone_gflops_nonzero", gflops(pat_nz, pat_alone)},
                            {"generated_gflops_nonzero", gflops(pat_nz, pat_gen)}};
     const Stat nt = dense.rounds.stat();
     run["total"] = {{"generated_e2e", stat_json(e2e)},
@@ -376,20 +402,21 @@ std::string bench_table(const json& j) {
        << " thread(s), ms: median of the medians of " << j.value("rounds", 1)
        << " interleaved rounds, " << j["repeat"].get<int>() << " runs in all\n";
     char b[512];
-    std::snprintf(b, sizeof b, "%-14s %-28s %9s %9s %9s %9s %7s %8s\n", "layer", "shape", "gen",
-                  "direct", "winograd", "auto", "x best", "GF/s nz");
+    std::snprintf(b, sizeof b, "%-14s %-28s %9s %9s %9s %9s %9s %7s %7s %8s\n", "layer", "shape",
+                  "gen", "gen alone", "direct", "winograd", "auto", "x best", "x alone", "GF/s nz");
     os << b;
     for (const json& L : run["layers"]) {
       if (L["type"] != "conv" && L["type"] != "linear") continue;
       const bool conv = L["type"] == "conv";
-      std::snprintf(b, sizeof b, "%-14s %-28s %9s %9s %9s %9s %7s %8s\n",
+      std::snprintf(b, sizeof b, "%-14s %-28s %9s %9s %9s %9s %9s %7s %7s %8s\n",
                     L["name"].get<std::string>().c_str(), L["shape"].get<std::string>().c_str(),
-                    fmt(med(L["generated"])).c_str(),
+                    fmt(med(L["generated"])).c_str(), fmt(med(L["generated_alone"])).c_str(),
                     fmt(med(conv ? L["onednn_direct"] : L["onednn"])).c_str(),
                     conv ? fmt(med(L["onednn_winograd"])).c_str() : "",
                     conv ? fmt(med(L["onednn_auto"])).c_str() : "",
                     fmt(L["speedup_vs_best"].get<double>(), 2).c_str(),
-                    conv ? fmt(L["generated_gflops_nonzero"].get<double>(), 1).c_str() : "");
+                    fmt(L["speedup_vs_best_alone"].get<double>(), 2).c_str(),
+                    conv ? fmt(L["generated_alone_gflops_nonzero"].get<double>(), 1).c_str() : "");
       os << b;
     }
     const json& c = run["conv"];
@@ -398,9 +425,13 @@ std::string bench_table(const json& j) {
     os << "conv layers: generated " << fmt(c["generated_ms"]) << " ms, oneDNN best "
        << fmt(c["onednn_best_ms"]) << " ms -> " << fmt(c["speedup_vs_best"], 2) << "x (vs direct "
        << fmt(c["speedup_vs_direct"], 2) << "x, vs auto " << fmt(c["speedup_vs_auto"], 2) << "x); "
-       << fmt(c["generated_gflops_nonzero"], 1) << " GFLOP/s non-zero\n";
-    os << "pattern convs: " << fmt(p["speedup_vs_best"], 2) << "x vs oneDNN best, "
-       << fmt(p["generated_gflops_nonzero"], 1) << " GFLOP/s non-zero\n";
+       << fmt(c["generated_gflops_nonzero"], 1) << " GFLOP/s non-zero; each layer alone "
+       << fmt(c["generated_alone_ms"]) << " ms -> " << fmt(c["speedup_vs_best_alone"], 2) << "x, "
+       << fmt(c["generated_alone_gflops_nonzero"], 1) << " GFLOP/s\n";
+    os << "pattern convs: " << fmt(p["speedup_vs_best"], 2) << "x vs oneDNN best ("
+       << fmt(p["speedup_vs_best_alone"], 2) << "x alone), "
+       << fmt(p["generated_gflops_nonzero"], 1) << " GFLOP/s non-zero ("
+       << fmt(p["generated_alone_gflops_nonzero"], 1) << " alone)\n";
     os << "whole model: generated " << ms_range(t["generated_e2e"]) << " ms, dense model (Net) "
        << ms_range(t["dense_model_net"]) << " ms -> " << fmt(t["speedup_vs_dense_model"], 2)
        << "x\n";
@@ -423,34 +454,45 @@ std::string bench_markdown(const json& j) {
   for (const json& run : j["runs"]) {
     const int th = run["threads"].get<int>();
     os << "#### " << th << " thread" << (th > 1 ? "s" : "") << "\n\n";
-    os << "| layer | shape | generated | oneDNN direct | oneDNN winograd | oneDNN auto | best | "
-          "speedup vs best | GFLOP/s non-zero (gen) | GFLOP/s dense-equiv (oneDNN best) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|\n";
+    os << "| layer | shape | generated, in the model | generated, alone | oneDNN direct | oneDNN "
+          "winograd | oneDNN auto | best | speedup vs best, in the model | speedup vs best, alone "
+          "| GFLOP/s non-zero (gen, in the model) | GFLOP/s non-zero (gen, alone) | GFLOP/s "
+          "dense-equiv (oneDNN best) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for (const json& L : run["layers"]) {
       if (L["type"] == "conv") {
         os << "| " << L["name"].get<std::string>() << " | " << L["shape"].get<std::string>()
-           << " | " << ms_range(L["generated"]) << " | " << ms_range(L["onednn_direct"]) << " | "
-           << ms_range(L["onednn_winograd"]) << " | " << ms_range(L["onednn_auto"]) << " | "
-           << L["onednn_best"].get<std::string>() << " | "
+           << " | " << ms_range(L["generated"]) << " | " << ms_range(L["generated_alone"]) << " | "
+           << ms_range(L["onednn_direct"]) << " | " << ms_range(L["onednn_winograd"]) << " | "
+           << ms_range(L["onednn_auto"]) << " | " << L["onednn_best"].get<std::string>() << " | "
            << fmt(L["speedup_vs_best"].get<double>(), 2) << "x | "
+           << fmt(L["speedup_vs_best_alone"].get<double>(), 2) << "x | "
            << fmt(L["generated_gflops_nonzero"].get<double>(), 1) << " | "
+           << fmt(L["generated_alone_gflops_nonzero"].get<double>(), 1) << " | "
            << fmt(L["onednn_best_gflops_dense"].get<double>(), 1) << " |\n";
       } else if (L["type"] == "linear") {
         os << "| " << L["name"].get<std::string>() << " | " << L["shape"].get<std::string>()
-           << " | " << ms_range(L["generated"]) << " | " << ms_range(L["onednn"])
-           << " (inner product) | | | | " << fmt(L["speedup_vs_best"].get<double>(), 2)
-           << "x | | |\n";
+           << " | " << ms_range(L["generated"]) << " | " << ms_range(L["generated_alone"]) << " | "
+           << ms_range(L["onednn"]) << " (inner product) | | | | "
+           << fmt(L["speedup_vs_best"].get<double>(), 2) << "x | "
+           << fmt(L["speedup_vs_best_alone"].get<double>(), 2) << "x | | | |\n";
       }
     }
     const json& c = run["conv"];
     const json& p = run["pattern_conv"];
     const json& t = run["total"];
-    os << "\n- Conv layers: generated " << fmt(c["generated_ms"]) << " ms, oneDNN best per layer "
-       << fmt(c["onednn_best_ms"]) << " ms: **" << fmt(c["speedup_vs_best"], 2) << "x** (vs direct "
-       << fmt(c["speedup_vs_direct"], 2) << "x, vs auto " << fmt(c["speedup_vs_auto"], 2) << "x); "
+    os << "\n- Conv layers, in the model: generated " << fmt(c["generated_ms"])
+       << " ms, oneDNN best per layer " << fmt(c["onednn_best_ms"]) << " ms: **"
+       << fmt(c["speedup_vs_best"], 2) << "x** (vs direct " << fmt(c["speedup_vs_direct"], 2)
+       << "x, vs auto " << fmt(c["speedup_vs_auto"], 2) << "x); "
        << fmt(c["generated_gflops_nonzero"], 1) << " GFLOP/s on non-zero MACs.\n";
+    os << "- Conv layers, each alone (timed as oneDNN's are): generated "
+       << fmt(c["generated_alone_ms"]) << " ms: **" << fmt(c["speedup_vs_best_alone"], 2) << "x**; "
+       << fmt(c["generated_alone_gflops_nonzero"], 1) << " GFLOP/s non-zero.\n";
     os << "- Pattern-pruned 3x3 convs only: **" << fmt(p["speedup_vs_best"], 2)
-       << "x** vs oneDNN best, " << fmt(p["generated_gflops_nonzero"], 1) << " GFLOP/s non-zero.\n";
+       << "x** vs oneDNN best in the model, **" << fmt(p["speedup_vs_best_alone"], 2)
+       << "x** alone; " << fmt(p["generated_gflops_nonzero"], 1) << " / "
+       << fmt(p["generated_alone_gflops_nonzero"], 1) << " GFLOP/s non-zero.\n";
     os << "- Whole model: generated " << ms_range(t["generated_e2e"]) << " ms (sum of layers "
        << fmt(t["generated_layers_sum_ms"]) << "); dense model through "
        << "pconv::Net " << ms_range(t["dense_model_net"]) << " ms: **"

@@ -1194,7 +1194,10 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         "#endif\n"
         "  return m;\n}\n\n";
   // Per-layer timing hook: compiled in with -DPC_LAYER_TIMES (cmake -DPCONV_LAYER_TIMES=ON), it
-  // records each layer's wall time of the last pconv_run; otherwise it costs nothing.
+  // records each layer's wall time of the last pconv_run; otherwise it costs nothing. With
+  // pconv_set_layer_repeat(n) each layer runs n times back to back (no op writes what it reads,
+  // so every run gives the same output): the first time is the layer in the model, the last the
+  // layer alone on the caches it left itself, as a benchmark of one primitive times it.
   const size_t nl = layer_names.size();
   os << "static const int PC_LAYERS = " << nl << ";\n";
   os << "static const char* const pc_layer_names[" << nl << "] = {";
@@ -1202,10 +1205,15 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << "};\nstatic const int pc_layer_ops[" << nl << "] = {" << array_lit(layer_ops) << "};\n";
   os << "#ifdef PC_LAYER_TIMES\n"
         "static double pc_layer_time["
-     << nl
+     << nl << "], pc_layer_alone[" << nl
      << "];\n"
-        "#define PC_LAYER_BEGIN() pc_t0 = pc_now_ms()\n"
-        "#define PC_LAYER_END(k) pc_layer_time[k] = pc_now_ms() - pc_t0\n"
+        "static int pc_layer_reps = 1;\n"
+        "#define PC_LAYER_BEGIN() \\\n"
+        "  for (int pc_rep = 0; pc_rep < pc_layer_reps; ++pc_rep) { \\\n"
+        "  pc_t0 = pc_now_ms()\n"
+        "#define PC_LAYER_END(k) \\\n"
+        "  (pc_rep ? pc_layer_alone : pc_layer_time)[k] = pc_now_ms() - pc_t0; \\\n"
+        "  }\n"
         "#else\n"
         "#define PC_LAYER_BEGIN()\n"
         "#define PC_LAYER_END(k)\n"
@@ -1217,6 +1225,18 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
         "double pconv_layer_ms(int i) {\n"
         "#ifdef PC_LAYER_TIMES\n"
         "  return i >= 0 && i < PC_LAYERS ? pc_layer_time[i] : -1.0;\n"
+        "#else\n"
+        "  (void)i;\n  return -1.0;\n"
+        "#endif\n}\n"
+        "int pconv_set_layer_repeat(int n) {\n"
+        "#ifdef PC_LAYER_TIMES\n"
+        "  pc_layer_reps = n > 1 ? n : 1;\n  return 0;\n"
+        "#else\n"
+        "  (void)n;\n  return 1;\n"
+        "#endif\n}\n"
+        "double pconv_layer_ms_alone(int i) {\n"
+        "#ifdef PC_LAYER_TIMES\n"
+        "  return pc_layer_reps > 1 && i >= 0 && i < PC_LAYERS ? pc_layer_alone[i] : -1.0;\n"
         "#else\n"
         "  (void)i;\n  return -1.0;\n"
         "#endif\n}\n\n";

@@ -33,6 +33,12 @@ int pconv_layer_count(void);
 const char* pconv_layer_name(int i);
 int pconv_layer_op(int i);
 double pconv_layer_ms(int i);
+/* Benchmarking (-DPC_LAYER_TIMES, CPU targets): from now on pconv_run runs each layer n times
+   back to back, with the same output; pconv_layer_ms then gives each layer's first time (in the
+   model) and pconv_layer_ms_alone its last (the layer alone on the caches it left itself, as a
+   benchmark of one primitive times it; -1 when n < 2). Returns nonzero where not supported. */
+int pconv_set_layer_repeat(int n);
+double pconv_layer_ms_alone(int i);
 
 #ifdef __cplusplus
 }
@@ -413,11 +419,15 @@ std::string runner_source(const Target& t, const DeployModel& dm) {
                         "codegen_templates.cpp", t, dm) +
          R"PC(// usage: runner weights.bin (--input x.f32 | --image x.ppm) [--output logits.f32]
 //               [--save-input x.f32] [--repeat N] [--warmup N] [--threads N] [--layer-times]
+//               [--layer-repeat N]
 //        runner weights.bin --batch --input xs.f32 --output logits.f32
 // --batch classifies every sample of a file holding any number of inputs back to back and
 // writes their logits back to back (what pconv-eval --deployed uses on a whole test set).
 // --layer-times prints each layer's median/min/max ms over the repeats ("layer K op I NAME median
-// M min A max B"; needs a build with -DPCONV_LAYER_TIMES=ON).
+// M min A max B"; needs a build with -DPCONV_LAYER_TIMES=ON). --layer-repeat N (N >= 2) runs each
+// layer N times back to back inside every run and adds the last time of each ("layer_alone K op I
+// NAME median M min A max B"): the layer alone on the caches it left itself, as a benchmark of one
+// primitive times it (the "layer" lines stay each layer's first time, in the model).
 // The raw input is pconv_input_size() float32 values in NCHW order, normalised as in training.
 // A binary PPM (P6) image goes through evaluation's preprocessing, as pconv-eval does it: resize
 // (area averaging when shrinking, bilinear when enlarging, rounded to 8 bits), the centre crop
@@ -568,11 +578,11 @@ static bool read_ppm(const char* path, std::vector<float>& x, int n) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--save-input x.f32] [--repeat N] [--warmup N] [--threads N]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s weights.bin (--input x.f32 | --image x.ppm) [--output y.f32] [--save-input x.f32] [--repeat N] [--warmup N] [--threads N] [--layer-times] [--layer-repeat N]\n", argv[0]);
     return 2;
   }
   const char *in_path = nullptr, *img_path = nullptr, *out_path = nullptr, *save_path = nullptr;
-  int repeat = 1, threads = 0, warmup = 1;
+  int repeat = 1, threads = 0, warmup = 1, layer_repeat = 1;
   bool layer_times = false, batch = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
@@ -595,6 +605,7 @@ int main(int argc, char** argv) {
     else if (a == "--repeat") repeat = std::max(1, std::atoi(argv[++i]));
     else if (a == "--warmup") warmup = std::max(1, std::atoi(argv[++i]));
     else if (a == "--threads") threads = std::atoi(argv[++i]);
+    else if (a == "--layer-repeat") layer_repeat = std::max(1, std::atoi(argv[++i]));
     else {
       std::fprintf(stderr, "runner: unknown option %s\n", argv[i]);
       return 2;
@@ -660,22 +671,35 @@ int main(int argc, char** argv) {
   }
   pconv_model* m = pconv_create(argv[1]);
   if (!m) return 1;
+  if (layer_repeat > 1 && pconv_set_layer_repeat(layer_repeat) != 0) {
+    std::fprintf(stderr, "runner: --layer-repeat needs a CPU target built with -DPCONV_LAYER_TIMES=ON\n");
+    return 2;
+  }
   for (int w = 0; w < warmup; ++w)  // warm-up: first touch, caches, the thread pool
     if (pconv_run(m, x.data(), y.data()) != 0) return 1;
   std::vector<double> ms;
   const int nl = pconv_layer_count();
-  std::vector<std::vector<double>> lms((size_t)nl);
+  std::vector<std::vector<double>> lms((size_t)nl), alone((size_t)nl);
   for (int r = 0; r < repeat; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pconv_run(m, x.data(), y.data());
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-    for (int l = 0; l < nl && layer_times; ++l) lms[(size_t)l].push_back(pconv_layer_ms(l));
+    for (int l = 0; l < nl && layer_times; ++l) {
+      lms[(size_t)l].push_back(pconv_layer_ms(l));
+      if (layer_repeat > 1) alone[(size_t)l].push_back(pconv_layer_ms_alone(l));
+    }
   }
   std::sort(ms.begin(), ms.end());
   for (int l = 0; l < nl && layer_times; ++l) {
     std::vector<double>& v = lms[(size_t)l];
     std::sort(v.begin(), v.end());
     std::printf("layer %d op %d %s median %.6f min %.6f max %.6f\n", l, pconv_layer_op(l),
+                pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
+  }
+  for (int l = 0; l < nl && layer_times && layer_repeat > 1; ++l) {
+    std::vector<double>& v = alone[(size_t)l];
+    std::sort(v.begin(), v.end());
+    std::printf("layer_alone %d op %d %s median %.6f min %.6f max %.6f\n", l, pconv_layer_op(l),
                 pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
   }
   std::vector<int> idx((size_t)k);

@@ -438,6 +438,8 @@ double pconv_layer_ms(int i) {
   return -1.0;
 #endif
 }
+int pconv_set_layer_repeat(int n) { return n > 1; }  // layers are not repeated here
+double pconv_layer_ms_alone(int) { return -1.0; }
 )PC";
   return os.str();
 }

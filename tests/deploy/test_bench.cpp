@@ -1,9 +1,13 @@
 // pconv-bench's measurement on a small model: every conv and linear gets the generated code's
-// time and oneDNN's, from interleaved rounds, and the ratios are the times' ratios. (What the
+// time (in the model and alone, run back to back as oneDNN's primitives are) and oneDNN's, from
+// interleaved rounds, and the ratios are the times' ratios. (What the
 // figures are on real models is for scripts/bench_deploy.sh, not for a test.)
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "deploy/bench.h"
 #include "deploy_test_models.h"
@@ -26,7 +30,7 @@ TEST(DeployBench, TimesEveryLayerBothWaysInInterleavedRounds) {
   const nlohmann::json& run = j["runs"][0];
   EXPECT_EQ(run["threads"], 1);
   int convs = 0, linears = 0;
-  double gen_sum = 0, best_sum = 0;
+  double gen_sum = 0, best_sum = 0, alone_sum = 0;
   for (const auto& L : run["layers"]) {
     SCOPED_TRACE(L["name"].get<std::string>());
     if (L["type"] == "conv") {
@@ -39,7 +43,11 @@ TEST(DeployBench, TimesEveryLayerBothWaysInInterleavedRounds) {
         EXPECT_GT(L[alg]["median_ms"].get<double>(), 0.0) << alg;
       EXPECT_LE(best, L["onednn_direct"]["median_ms"].get<double>());
       EXPECT_NEAR(L["speedup_vs_best"].get<double>(), best / gen, 1e-9);
-      gen_sum += gen, best_sum += best;
+      const double alone = L["generated_alone"]["median_ms"];
+      EXPECT_GT(alone, 0.0);
+      EXPECT_LE(L["generated_alone"]["min_ms"].get<double>(), alone);
+      EXPECT_NEAR(L["speedup_vs_best_alone"].get<double>(), best / alone, 1e-9);
+      gen_sum += gen, best_sum += best, alone_sum += alone;
     } else if (L["type"] == "linear") {
       ++linears;
       EXPECT_GT(L["onednn"]["median_ms"].get<double>(), 0.0);
@@ -49,6 +57,36 @@ TEST(DeployBench, TimesEveryLayerBothWaysInInterleavedRounds) {
   EXPECT_EQ(linears, 1);
   EXPECT_NEAR(run["conv"]["generated_ms"].get<double>(), gen_sum, 1e-9);
   EXPECT_NEAR(run["conv"]["onednn_best_ms"].get<double>(), best_sum, 1e-9);
+  EXPECT_NEAR(run["conv"]["generated_alone_ms"].get<double>(), alone_sum, 1e-9);
+  EXPECT_NEAR(run["conv"]["speedup_vs_best_alone"].get<double>(), best_sum / alone_sum, 1e-9);
   EXPECT_GT(run["total"]["dense_model_net"]["median_ms"].get<double>(), 0.0);
   EXPECT_GT(run["total"]["generated_e2e"]["median_ms"].get<double>(), 0.0);
+
+  // The runner it built: running each layer 3 times back to back leaves the logits bit for bit
+  // as they were, and times every layer alone too.
+  const std::string runner = o.work_dir + "/build/runner " + o.work_dir + "/weights.bin --input " +
+                             o.work_dir + "/verify_input.f32 --threads 1 --layer-times";
+  auto run_to = [&](const std::string& args, const std::string& name) {
+    const std::string out = o.work_dir + "/" + name;
+    EXPECT_EQ(std::system((runner + args + " --output " + out + ".f32 > " + out + ".txt").c_str()),
+              0);
+    std::ifstream logits(out + ".f32", std::ios::binary), text(out + ".txt");
+    std::stringstream a, b;
+    a << logits.rdbuf();
+    b << text.rdbuf();
+    return std::make_pair(a.str(), b.str());
+  };
+  const auto [once, once_text] = run_to("", "once");
+  const auto [thrice, thrice_text] = run_to(" --layer-repeat 3", "thrice");
+  ASSERT_FALSE(once.empty());
+  EXPECT_EQ(once, thrice);
+  auto count = [](const std::string& s, const std::string& prefix) {
+    int n = 0;
+    std::istringstream is(s);
+    for (std::string line; std::getline(is, line);) n += line.rfind(prefix, 0) == 0;
+    return n;
+  };
+  EXPECT_EQ(count(once_text, "layer_alone "), 0);
+  EXPECT_GT(count(thrice_text, "layer "), 4);
+  EXPECT_EQ(count(thrice_text, "layer_alone "), count(thrice_text, "layer "));
 }

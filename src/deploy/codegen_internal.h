@@ -69,6 +69,9 @@ struct StationarySchedule {
   bool ok = false;
   int band = 0;     // rows a band (0: packed, one band)
   int vectors = 1;  // accumulator vectors a filter
+  // Rows too wide for the registers are cut into `segments` of at most `seg_vecs` vectors
+  // (Target::stationary_segment_vecs), each a job of its own; 1: whole rows.
+  int segments = 1, seg_vecs = 0;
   int groups = 1, per_group = 1;
   // Split by input channels (a layer below Target::min_parallel_work): each thread sums its
   // contiguous share of the input channels for every filter into partial buffers of its own

@@ -34,9 +34,30 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   const int packed = (op.h * op.w + t.vec - 1) / t.vec;
   int sideways = 0;
   for (auto [dy, dx] : taps) sideways += dx != 0;
+  s.split = t.stationary_split_min_reduction > 0 && t.min_parallel_work > 0 &&
+            op.plan.nonzero_macs < t.min_parallel_work &&
+            op.plan.nonzero_macs >= int64_t{t.stationary_split_min_reduction} * op.c * op.h * op.w;
+  // Rows of more than stationary_max_row_vecs vectors go in segments of at most
+  // stationary_segment_vecs where the reduction is long enough
+  // (Target::stationary_segment_min_reduction): as rows, plus a neighbour vector on each inner
+  // edge of the rows the sideways taps shift (so 24 registers instead of 26). Narrow segments
+  // take taller bands: each channel's rows then feed more accumulators per load and per
+  // (channel, mask) list.
+  const int rv = (op.w + t.vec - 1) / t.vec, sv0 = t.stationary_segment_vecs;
+  const bool segments =
+      sv0 > 0 && t.stationary_max_row_vecs > 0 && rv > t.stationary_max_row_vecs && !s.split &&
+      op.plan.nonzero_macs >= int64_t{t.stationary_segment_min_reduction} * op.c * op.h * op.w;
   if (static_cast<int>(taps.size()) * packed <= 24) {
     s.vectors = packed;
-  } else if (const int rv = (op.w + t.vec - 1) / t.vec, bmax = (26 / rv - 2) / (1 + sideways);
+  } else if (segments) {
+    s.segments = (rv + sv0 - 1) / sv0;
+    s.seg_vecs = (rv + s.segments - 1) / s.segments;
+    const int bseg = (24 / s.seg_vecs - 2) / (1 + sideways);
+    if (bseg < 1) return s;
+    const int nb = (op.h + bseg - 1) / bseg;
+    s.band = (op.h + nb - 1) / nb;
+    s.vectors = s.band * s.seg_vecs;
+  } else if (const int bmax = (26 / rv - 2) / (1 + sideways);
              rv <= t.stationary_max_row_vecs && bmax >= 1) {
     const int nb = (op.h + bmax - 1) / bmax;
     s.band = (op.h + nb - 1) / nb;
@@ -56,9 +77,6 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   const double per_list = static_cast<double>(op.plan.kept_kernels) /
                           (static_cast<double>(s.groups) * op.in_c * op.plan.masks.size());
   s.ok = !s.band || (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= 4));
-  s.split = t.stationary_split_min_reduction > 0 && t.min_parallel_work > 0 &&
-            op.plan.nonzero_macs < t.min_parallel_work &&
-            op.plan.nonzero_macs >= int64_t{t.stationary_split_min_reduction} * op.c * op.h * op.w;
   const int bands = s.band ? (op.h + s.band - 1) / s.band : 1;
   s.scratch_floats = s.split ? int64_t{bands} * s.groups * s.per_group * s.vectors * t.vec
                              : int64_t{s.per_group} * s.vectors * t.vec;
@@ -188,49 +206,71 @@ void emit_channel_prefetch(std::ostream& os, const Target& t, const Geom& gi, bo
   for (int64_t l : lines) os << ind << spell(t.prefetch, {cat("pf + ", l * kLine - mis)}) << ";\n";
 }
 
-// Rows layout: the band function for bands of B rows. It runs nc channels from the one whose
-// band ic0 points at: loads rows -1 .. B (the zero rows above and below the map cover its edges),
+// Rows layout: the band function for bands of B rows, over the SV vectors of each row from vector
+// x0 on (whole rows: x0 = 0, SV = the row's). It runs nc channels from the one whose band ic0
+// points at (at vector x0): loads rows -1 .. B (the zero rows above and below the map cover its
+// edges) and, on a segment's inner edges, the neighbour vector of each row a sideways tap shifts;
 // shifts the sideways taps, adds the records.
 void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
-                             const std::string& fn, int B) {
+                             const std::string& name, int B, int x0, int SV) {
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
-  const int RV = (op.w + V - 1) / V;  // vectors a row
-  os << "static inline void " << fn << "_band" << B
+  const int RV = (op.w + V - 1) / V;  // vectors a whole row
+  const bool left = x0 > 0, right = x0 + SV < RV;
+  os << "static inline void " << name
      << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
         "const int* PC_RESTRICT cnt, int nc) {\n";
   os << "  for (int c = 0; c < nc; ++c, cnt += " << M << ") {\n";
   os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+  std::vector<int> shifted(static_cast<size_t>(B + 2), 0);  // rows a sideways tap reads
+  for (auto [dy, dx] : stationary_taps(op))
+    if (dx != 0)
+      for (int k = 0; k < B; ++k) shifted[static_cast<size_t>(k + 1 + dy)] = 1;
   std::vector<std::pair<int64_t, int64_t>> rows;
-  for (int k = 0; k < B + 2; ++k) rows.push_back({int64_t{k - 1} * gi.rs, int64_t{RV} * V});
+  for (int k = 0; k < B + 2; ++k) {
+    const int lo = left && shifted[static_cast<size_t>(k)] ? -1 : 0;
+    const int hi = right && shifted[static_cast<size_t>(k)] ? SV + 1 : SV;
+    rows.push_back({int64_t{k - 1} * gi.rs + int64_t{lo} * V, int64_t{hi - lo} * V});
+  }
   emit_channel_prefetch(os, t, gi, true, "    ", "nc", rows);
+  auto load = [&](const std::string& var, int k, int j) {  // row k, vector j of the segment
+    os << "    const " << t.vtype << " " << var << " = "
+       << spell(t.mask_loadu, {hex_mask(stationary_row_lanes(op, t, x0 + j)),
+                               cat("ic + ", int64_t{k - 1} * gi.rs + int64_t{j} * V)})
+       << ";\n";
+  };
   for (int k = 0; k < B + 2; ++k)
-    for (int j = 0; j < RV; ++j)
-      os << "    const " << t.vtype << " x" << k << "_" << j << " = "
-         << spell(t.mask_loadu, {hex_mask(stationary_row_lanes(op, t, j)),
-                                 cat("ic + ", int64_t{k - 1} * gi.rs + j * V)})
-         << ";\n";
+    for (int j = 0; j < SV; ++j) load(cat("x", k, "_", j), k, j);
+  for (int k = 0; k < B + 2; ++k) {
+    if (!shifted[static_cast<size_t>(k)]) continue;
+    if (left) load(cat("xl", k), k, -1);
+    if (right) load(cat("xr", k), k, SV);
+  }
   for (auto [dy, dx] : stationary_taps(op)) {
     if (dx == 0) continue;
-    for (int j = 0; j < RV; ++j) {
+    for (int j = 0; j < SV; ++j) {
       uint32_t valid = 0;
       for (int l = 0; l < V; ++l) {
-        const int x = j * V + l;
+        const int x = (x0 + j) * V + l;
         if (x < op.w && x + dx >= 0 && x + dx < op.w) valid |= 1u << l;
       }
       for (int k = 0; k < B; ++k) {
         const int row = k + 1 + dy;
         const std::string cur = cat("x", row, "_", j);
-        const std::string nb = dx > 0 ? (j + 1 < RV ? cat("x", row, "_", j + 1) : t.zero)
-                                      : (j > 0 ? cat("x", row, "_", j - 1) : t.zero);
-        os << "    const " << t.vtype << " " << stationary_tap_name(dy, dx, k * RV + j) << " = "
+        const std::string nb = dx > 0 ? (j + 1 < SV ? cat("x", row, "_", j + 1)
+                                         : right    ? cat("xr", row)
+                                                    : t.zero)
+                                      : (j > 0  ? cat("x", row, "_", j - 1)
+                                         : left ? cat("xl", row)
+                                                : t.zero);
+        os << "    const " << t.vtype << " " << stationary_tap_name(dy, dx, k * SV + j) << " = "
            << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
                       : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
            << ";\n";
       }
     }
   }
-  emit_stationary_records(os, t, op, "    ", B * RV, [&](int dy, int dx, int v) {
-    return dx == 0 ? cat("x", v / RV + 1 + dy, "_", v % RV) : stationary_tap_name(dy, dx, v);
+  emit_stationary_records(os, t, op, "    ", B * SV, [&](int dy, int dx, int v) {
+    return dx == 0 ? cat("x", v / SV + 1 + dy, "_", v % SV) : stationary_tap_name(dy, dx, v);
   });
   os << "  }\n}\n";
 }
@@ -277,11 +317,11 @@ void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op
 
 // Stores a filter's accumulators (at `src`; split: thread 0's partials, the others' GF floats
 // apart, summed in thread order) activated into its output plane at `ob`: `nv` vectors, a band of
-// nv / RV rows (rows layout) or the packed map.
+// nv / sv rows of sv vectors from vector x0 (rows layout; sv 0: whole rows) or the packed map.
 void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, const Geom& go,
                            const StationarySchedule& S, int64_t GF, const std::string& ind,
-                           const std::string& src, int nv) {
-  const int V = t.vec, RV = (op.w + V - 1) / V;
+                           const std::string& src, int nv, int sv = 0, int x0 = 0) {
+  const int V = t.vec, RV = sv ? sv : (op.w + V - 1) / V;  // vectors a stored row
   auto value = [&](int v) {
     const std::string at = cat(src, " + ", v * V);
     if (!S.split) {
@@ -302,7 +342,7 @@ void emit_stationary_store(std::ostream& os, const Target& t, const Op& op, cons
     if (S.band) {
       os << ind << "  "
          << spell(t.mask_storeu, {cat("ob + ", int64_t{v / RV} * go.rs + (v % RV) * V),
-                                  hex_mask(stationary_row_lanes(op, t, v % RV)), "o"})
+                                  hex_mask(stationary_row_lanes(op, t, x0 + v % RV)), "o"})
          << ";\n";
     } else {
       for (const StationaryPiece& pc : pieces)
@@ -365,11 +405,17 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     band_sizes.push_back(S.band);
     if (op.h % S.band) band_sizes.push_back(op.h % S.band);
   }
-  for (int B : band_sizes) emit_stationary_band_fn(os, t, op, gi, fn, B);
   const int RV = (op.w + V - 1) / V, NB = S.band ? (op.h + S.band - 1) / S.band : 1;
+  const int NS = S.segments, SVM = NS > 1 ? S.seg_vecs : RV;
+  auto band_fn = [&](int B, int s) { return cat(fn, "_band", B, NS > 1 ? cat("_s", s) : ""); };
+  for (int B : band_sizes)
+    for (int s = 0; s < NS; ++s)
+      emit_stationary_band_fn(os, t, op, gi, band_fn(B, s), B, s * SVM,
+                              std::min(SVM, RV - s * SVM));
   os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
      << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
-     << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors")
+     << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors",
+                      NS > 1 ? cat(" in ", NS, " segments") : "")
                 : cat(NV, " packed vectors a channel"))
      << ", " << stationary_taps(op).size() << " taps, " << G << " groups of " << PG << " filters"
      << (S.split ? ", threads split input channels" : "") << "\n";
@@ -377,10 +423,10 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT scratch) {\n";
   os << "  PC_OMP_PARALLEL\n  {\n";
-  // Jobs: (band, group), band-major. Split: every thread runs every job over its channels.
-  // Otherwise threads take jobs, contiguous runs (so each thread writes, and the next such layer
-  // reads, its own rows) or, packed, groups cyclically.
-  const bool jobs = S.split || (S.band && t.stationary_band_major);
+  // Jobs: (band, segment, group), band-major. Split: every thread runs every job over its
+  // channels. Otherwise threads take jobs, contiguous runs (so each thread writes, and the next
+  // such layer reads, its own rows) or, packed, groups cyclically.
+  const bool jobs = S.split || (S.band && (t.stationary_band_major || NS > 1));
   if (S.split) {
     os << "    const int nth = pc_num_threads(), th = pc_thread_num();\n";
     os << "    int c0, c1;\n    pc_split(" << op.in_c << ", nth, th, &c0, &c1);\n";
@@ -388,8 +434,9 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     os << "    for (int job = 0; job < " << NB * G << "; ++job) {\n";
   } else {
     os << "    float* PC_RESTRICT acc = scratch + (long)pc_thread_num() * " << GF << ";\n";
-    os << (jobs ? cat("    PC_OMP_FOR_IN\n    for (int job = 0; job < ", NB * G, "; ++job) {\n")
-                : cat("    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < ", G, "; ++g) {\n"));
+    os << (jobs
+               ? cat("    PC_OMP_FOR_IN\n    for (int job = 0; job < ", NB * NS * G, "; ++job) {\n")
+               : cat("    PC_OMP_FOR_CYCLIC_IN\n    for (int g = 0; g < ", G, "; ++g) {\n"));
   }
   if (jobs) os << "      const int g = job % " << G << ";\n";
   if (S.split) os << "      float* PC_RESTRICT acc = part + (long)job * " << PG * FV << ";\n";
@@ -412,24 +459,35 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   };
   const std::string c_begin = S.split ? "c0" : "0", n_channels = S.split ? "c1 - c0" : cat(op.in_c);
   if (S.band) {
-    os << (jobs ? cat("      {\n        const int y0 = job / ", G, " * ", S.band, ";\n")
+    os << (jobs ? cat("      {\n        const int y0 = job / ", NS * G, " * ", S.band, ";\n")
                 : cat("      for (int y0 = 0; y0 < ", op.h, "; y0 += ", S.band, ") {\n"));
+    if (NS > 1) os << "        const int sg = job / " << G << " % " << NS << ";\n";
     for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
       const int B = band_sizes[bi];
-      const std::string ind = band_sizes.size() > 1 ? "          " : "        ";
-      if (band_sizes.size() > 1)
+      const bool bands2 = band_sizes.size() > 1;
+      if (bands2)
         os << "        " << (bi ? "else" : cat("if (y0 + ", S.band, " <= ", op.h, ")")) << " {\n";
-      init_acc(ind, B * RV);
-      os << ind << fn << "_band" << B << "(in + " << gi.org << " + (long)" << c_begin << " * "
-         << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels << ");\n";
-      if (!S.split) {
-        os << ind << "for (int f = 0; f < nf; ++f) {\n";
-        os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org
-           << " + (long)y0 * " << go.rs << ";\n";
-        emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * RV);
-        os << ind << "}\n";
+      for (int s = 0; s < NS; ++s) {
+        const int x0 = s * SVM, SV = std::min(SVM, RV - x0);
+        const std::string ind = std::string(8 + 2 * bands2 + 2 * (NS > 1), ' ');
+        if (NS > 1)
+          os << std::string(8 + 2 * bands2, ' ') << (s ? "else " : "")
+             << (s + 1 < NS ? cat("if (sg == ", s, ") ") : "") << "{\n";
+        init_acc(ind, B * SV);
+        os << ind << band_fn(B, s) << "(in + " << gi.org + int64_t{x0} * V << " + (long)" << c_begin
+           << " * " << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels
+           << ");\n";
+        if (!S.split) {
+          os << ind << "for (int f = 0; f < nf; ++f) {\n";
+          os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + "
+             << go.org + int64_t{x0} * V << " + (long)y0 * " << go.rs << ";\n";
+          emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * SV, SV,
+                                x0);
+          os << ind << "}\n";
+        }
+        if (NS > 1) os << std::string(8 + 2 * bands2, ' ') << "}\n";
       }
-      if (band_sizes.size() > 1) os << "        }\n";
+      if (bands2) os << "        }\n";
     }
     os << "      }\n";
   } else {
@@ -480,6 +538,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
                         {"masks", M},
                         {"layout", S.band ? "rows" : "packed"},
                         {"band_rows", S.band},
+                        {"row_segments", NS},
                         {"vectors", NV},
                         {"tap_shifts", stationary_taps(op).size()},
                         {"groups", G},

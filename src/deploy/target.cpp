@@ -40,6 +40,10 @@ Target target_by_name(const std::string& name) {
     t.stationary_max_row_vecs = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_BAND_MAJOR"))
     t.stationary_band_major = std::atoi(e) != 0;
+  if (const char* e = std::getenv("PCONV_STATIONARY_SEGMENT_VECS"))
+    t.stationary_segment_vecs = std::atoi(e);
+  if (const char* e = std::getenv("PCONV_STATIONARY_SEGMENT_MIN_REDUCTION"))
+    t.stationary_segment_min_reduction = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_PREFETCH"))
     t.stationary_prefetch = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_SPLIT_MIN_REDUCTION"))

@@ -72,6 +72,14 @@ struct Target {
   // of 7 and 8, longer (channel, mask) lists, 3-8% less time at 1 thread (docs/deploy.md).
   int64_t stationary_acc_bytes = 40 * 1024;
   int stationary_max_row_vecs = 4;
+  // Rows wider than stationary_max_row_vecs (112 and 224 wide; 0 there turns both off) are cut
+  // into segments of at most this many vectors, each swept in bands as rows are (0: never; the
+  // row kernel takes them), where the non-zero reduction is at least
+  // stationary_segment_min_reduction MACs an output: each job's accumulator set-up, epilogue and
+  // output lines then spread over enough kernels. VGG-16/224 at 1 thread: its 128x112x112 layer
+  // (165) 26% faster, the 64-channel ones (83) no faster (docs/deploy.md).
+  int stationary_segment_vecs = 2;
+  int stationary_segment_min_reduction = 128;
   bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
   // Its channel loop prefetches (`prefetch`: the line at pointer $0 into L1) the input of the
   // channel this many ahead (0: none): VGG-16/224's stationary layers 2-6% faster at 1 thread,

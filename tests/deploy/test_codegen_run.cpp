@@ -420,6 +420,49 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   EXPECT_EQ(count("pc_zero_border_k<97,"), 0u);        // c3 -> the add, the add -> a pool
 }
 
+// Rows wider than Target::stationary_max_row_vecs take the stationary form in row segments where
+// the reduction is long enough: 83 wide (6 vectors, the last 3 lanes: segments of 2 with inner
+// edges on both sides), 72 input channels at connectivity 2 (144 MACs an output), with the 4
+// SCPs (sideways taps on the band's own rows; 10 rows in bands of 3 and a last one of 1; ReLU)
+// and 12 patterns (corner taps: the rows above and below are shifted too; bands of 2 rows; no
+// activation), at 1, 2 and 3 threads on NaN-filled memory against both oracles. The
+// first conv (5 channels in) and the last (lists of 2 kernels) keep the row kernel.
+TEST(DeployRun, StationaryRowSegmentsAvx512) {
+  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
+  for (int patterns : {4, 12}) {
+    SCOPED_TRACE(patterns);
+    ModelFile m;
+    Graph& g = m.graph;
+    int x = g.input("in", 5, 10, 83);
+    x = g.relu("r1", g.conv("c1", x, conv(72, 3, 1)));
+    const int c2 = g.conv("c2", x, conv(120, 3, 1));
+    x = patterns == 4 ? g.relu("r2", c2) : c2;
+    x = g.conv("c3", x, conv(15, 3, 1));
+    x = g.flatten("f", g.global_avg_pool("gap", x));
+    g.linear("fc", x, LinearAttrs{6, true});
+    m.params = init_params(g, 50 + static_cast<uint64_t>(patterns));
+    prune_model(m, patterns, 2.0, false);
+    const std::string name = "segments" + std::to_string(patterns);
+    const std::string dir = work_dir(name);
+    const CompileResult c = compile_in(m, name, "avx512", dir, 0);
+    std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+    const std::string seg = patterns == 4 ? "r2" : "c2";
+    EXPECT_EQ(layer["r1"]["kind"], "sparse");
+    EXPECT_EQ(layer[seg]["kind"], "sparse_stationary");
+    EXPECT_EQ(layer[seg]["row_segments"], 3);
+    EXPECT_EQ(layer[seg]["band_rows"], patterns == 4 ? 3 : 2);
+    EXPECT_EQ(layer["c3"]["kind"], "sparse");
+    build_generated(dir, c.target, "-DPCONV_POISON=ON");
+    for (int threads : {1, 2, 3}) {
+      SCOPED_TRACE(threads);
+      const std::vector<float> x = random_input(m, 60 + static_cast<uint64_t>(threads));
+      const VerifyReport r = compare_with_reference(m, x, run_generated(dir, c.target, x, threads));
+      EXPECT_TRUE(r.ok) << r.message;
+      EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
+    }
+  }
+}
+
 // ResNet-20 with every op threaded; then at connectivity 2 with the default threading, where
 // its 8x8 layers (128 MACs an output) split by input channels on AVX-512 and feed residual adds.
 // A dense first conv with lanes over output channels: whole tiles only (it writes its own border,

@@ -2,12 +2,13 @@
 # Reproduces docs/results/deploy-speed.{md,json} and docs/results/pattern-speed.{md,json}:
 # synthesises VGG-16 models with pconv-synth (random weights, BN randomised, joint pattern +
 # connectivity projection) and times them with pconv-bench (generated x86 code vs oneDNN).
-#   scripts/bench_deploy.sh [BUILD_DIR] [REPEAT]
+#   scripts/bench_deploy.sh [BUILD_DIR] [REPEAT] [ROUNDS]
 # BUILD_DIR defaults to build-deploy; needs the pconv-synth and pconv-bench targets built.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-deploy}
-repeat=${2:-20}
+repeat=${2:-40}
+rounds=${3:-10}  # interleaved rounds: this host's slow phases last seconds (docs/deploy.md)
 bin=$build/bin
 work=${PCONV_BENCH_WORK:-/tmp/pconv-bench-deploy}
 out=$root/docs/results
@@ -19,7 +20,7 @@ synth() {  # arch size patterns rate file
     --patterns "$3" --conn-rate "$4" --seed 1 --out "$5"
 }
 bench() {  # model name
-  "$bin/pconv-bench" "$1" --threads 1,2 --repeat "$repeat" --work "$work/gen-$2" \
+  "$bin/pconv-bench" "$1" --threads 1,2 --repeat "$repeat" --rounds "$rounds" --work "$work/gen-$2" \
     --json "$work/$2.json" --md "$work/$2.md"
 }
 
@@ -36,11 +37,11 @@ for k in 8 12; do
 done
 
 load_end=$(cut -d" " -f1-3 /proc/loadavg)
-python3 - "$work" "$out" "$repeat" "$load_start" "$load_end" <<'PY'
+python3 - "$work" "$out" "$repeat" "$load_start" "$load_end" "$rounds" <<'PY'
 import json, sys
-work, out, repeat = sys.argv[1], sys.argv[2], sys.argv[3]
+work, out, repeat, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[6]
 load = f"load average (1/5/15 min) {sys.argv[4]} at the start, {sys.argv[5]} at the end"
-cmd = f"scripts/bench_deploy.sh BUILD_DIR {repeat}"
+cmd = f"scripts/bench_deploy.sh BUILD_DIR {repeat} {rounds}"
 loadj = lambda n: json.load(open(f"{work}/{n}.json"))
 md = lambda n: open(f"{work}/{n}.md").read()
 
@@ -49,7 +50,7 @@ json.dump({"command": cmd, "results": [loadj(n) for n in speed], "load": load}, 
 with open(f"{out}/deploy-speed.md", "w") as f:
     f.write("# Deploy speed: generated x86 code vs oneDNN (batch 1)\n\n")
     f.write(f"Reproduce: `{cmd}` (synthesised models, pconv-synth seed 1, 4 SCPs). Figures are "
-            "medians of 5 interleaved rounds' medians (min–max of all runs) measured on a shared 2-core machine; see the notes in docs/deploy.md. "
+            f"medians of {rounds} interleaved rounds' medians (min–max of all runs) measured on a shared 2-core machine; see the notes in docs/deploy.md. "
             "The generated code is timed twice: each layer in the model, and each layer alone (run 3 times back to back in every inference, the last timed), "
             "as oneDNN's primitives are timed (each run on its own buffers, back to back); the ratios are given both ways. Machine " + load + ".\n\n")
     for n in speed:
@@ -67,7 +68,7 @@ json.dump({"command": cmd, "load": load, "rows": rows}, open(f"{out}/pattern-spe
 with open(f"{out}/pattern-speed.md", "w") as f:
     f.write("# Pattern-count sweep, speed side (VGG-16/32, connectivity 8.8x)\n\n")
     f.write(f"Reproduce: `{cmd}`. Libraries from pconv-synth: the 4 SCPs, then 8 and 12 "
-            "centre-holding 4-tap patterns. Batch 1, per-layer timings as medians of 5 interleaved rounds' medians. Machine " + load + ".\n\n")
+            f"centre-holding 4-tap patterns. Batch 1, per-layer timings as medians of {rounds} interleaved rounds' medians. Machine " + load + ".\n\n")
     f.write("| patterns | threads | pattern convs gen ms, in the model | alone | oneDNN best ms | speedup, in the model | alone | GFLOP/s non-zero, in the model | alone | whole model gen ms (min–max) | commit |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
         p, t = r["pattern_conv"], r["total"]["generated_e2e"]

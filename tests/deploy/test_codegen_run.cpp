@@ -67,6 +67,20 @@ void check_target(const ModelFile& m, const std::string& name, const std::string
   EXPECT_EQ(r.naive_top1, r.gen_top1) << r.message;
 }
 
+// Builds the code compiled into dir on NaN-filled memory (PCONV_POISON) and runs it at 1, 2 and 3
+// threads on fresh inputs (seeds from `seed`) against both oracles.
+void check_poisoned_thread_counts(const ModelFile& m, const CompileResult& c,
+                                  const std::string& dir, uint64_t seed) {
+  build_generated(dir, c.target, "-DPCONV_POISON=ON");
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    const std::vector<float> x = random_input(m, seed + static_cast<uint64_t>(threads));
+    const VerifyReport r = compare_with_reference(m, x, run_generated(dir, c.target, x, threads));
+    EXPECT_TRUE(r.ok) << r.message;
+    EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
+  }
+}
+
 // Odd sizes everywhere: stride 1 and 2, maps of 13x11 / 7x6 / 4x3 / 2x2, channels that are no
 // multiple of any vector width, 1x1 and depthwise convs, ReLU6, pools, a linear head.
 ModelFile odd_model(uint64_t seed) {
@@ -401,14 +415,7 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   }
   EXPECT_EQ(layer["r2"]["layout"], "rows");
   EXPECT_EQ(layer["r4"]["layout"], "packed");
-  build_generated(dir, c.target, "-DPCONV_POISON=ON");
-  for (int threads : {1, 2, 3}) {
-    SCOPED_TRACE(threads);
-    const std::vector<float> x = random_input(m, 40 + static_cast<uint64_t>(threads));
-    const VerifyReport r = compare_with_reference(m, x, run_generated(dir, c.target, x, threads));
-    EXPECT_TRUE(r.ok) << r.message;
-    EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
-  }
+  check_poisoned_thread_counts(m, c, dir, 40);
   const std::string src = read_text(dir + "/pconv_model.cpp");
   auto count = [&](const std::string& what) {
     size_t n = 0;
@@ -452,14 +459,7 @@ TEST(DeployRun, StationaryRowSegmentsAvx512) {
     EXPECT_EQ(layer[seg]["row_segments"], 3);
     EXPECT_EQ(layer[seg]["band_rows"], patterns == 4 ? 3 : 2);
     EXPECT_EQ(layer["c3"]["kind"], "sparse");
-    build_generated(dir, c.target, "-DPCONV_POISON=ON");
-    for (int threads : {1, 2, 3}) {
-      SCOPED_TRACE(threads);
-      const std::vector<float> x = random_input(m, 60 + static_cast<uint64_t>(threads));
-      const VerifyReport r = compare_with_reference(m, x, run_generated(dir, c.target, x, threads));
-      EXPECT_TRUE(r.ok) << r.message;
-      EXPECT_EQ(r.ref_top1, r.gen_top1) << r.message;
-    }
+    check_poisoned_thread_counts(m, c, dir, 60);
   }
 }
 
@@ -492,14 +492,7 @@ TEST(DeployRun, FirstConvChannelLanesAvx512AndAvx2) {
     EXPECT_EQ(layer["r2"]["kind"], "sparse");
     const std::string src = read_text(dir + "/pconv_model.cpp");
     EXPECT_EQ(src.find(cat("pc_zero_border_k<32, 12, ", w)) == std::string::npos, w % 16 == 0);
-    build_generated(dir, c.target, "-DPCONV_POISON=ON");
-    for (int threads : {1, 2, 3}) {
-      SCOPED_TRACE(threads);
-      const std::vector<float> in = random_input(m, 60 + static_cast<uint64_t>(threads));
-      const VerifyReport r =
-          compare_with_reference(m, in, run_generated(dir, c.target, in, threads));
-      EXPECT_TRUE(r.ok) << r.message;
-    }
+    check_poisoned_thread_counts(m, c, dir, 60);
   }
 }
 

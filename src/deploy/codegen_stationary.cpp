@@ -212,15 +212,28 @@ void emit_channel_prefetch(std::ostream& os, const Target& t, const Geom& gi, bo
 // edges) and, on a segment's inner edges, the neighbour vector of each row a sideways tap shifts;
 // shifts the sideways taps, adds the records.
 void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
-                             const std::string& name, int B, int x0, int SV) {
+                             const Geom& go, const std::string& name, int B, int x0, int SV) {
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
   const int RV = (op.w + V - 1) / V;  // vectors a whole row
   const bool left = x0 > 0, right = x0 + SV < RV;
   os << "static inline void " << name
      << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
-        "const int* PC_RESTRICT cnt, int nc) {\n";
+        "const int* PC_RESTRICT cnt, int nc, const float* ob0, int nf) {\n";
+  os << "  (void)ob0;\n  (void)nf;  // the output the job will store, its filter count\n";
   os << "  for (int c = 0; c < nc; ++c, cnt += " << M << ") {\n";
   os << "    const float* ic = ic0 + (long)c * " << gi.ps << ";\n";
+  // The epilogue's output lines, filter c (and c + nc, ...) at channel c, into L2: its stores then
+  // find them there instead of waiting, burst after burst, on lines that the rest of the model
+  // pushed out to memory (docs/deploy.md).
+  if (t.stationary_out_prefetch && !t.prefetch_l2.empty()) {
+    os << "    for (int f = c; f < nf; f += nc) {\n";
+    os << "      const float* po = ob0 + (long)f * " << go.ps << ";\n";
+    for (int k = 0; k < B; ++k)
+      for (int j = 0; j < SV; ++j)
+        os << "      " << spell(t.prefetch_l2, {cat("po + ", int64_t{k} * go.rs + int64_t{j} * V)})
+           << ";\n";
+    os << "    }\n";
+  }
   std::vector<int> shifted(static_cast<size_t>(B + 2), 0);  // rows a sideways tap reads
   for (auto [dy, dx] : stationary_taps(op))
     if (dx != 0)
@@ -410,7 +423,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   auto band_fn = [&](int B, int s) { return cat(fn, "_band", B, NS > 1 ? cat("_s", s) : ""); };
   for (int B : band_sizes)
     for (int s = 0; s < NS; ++s)
-      emit_stationary_band_fn(os, t, op, gi, band_fn(B, s), B, s * SVM,
+      emit_stationary_band_fn(os, t, op, gi, go, band_fn(B, s), B, s * SVM,
                               std::min(SVM, RV - s * SVM));
   os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
      << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
@@ -476,7 +489,8 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
         init_acc(ind, B * SV);
         os << ind << band_fn(B, s) << "(in + " << gi.org + int64_t{x0} * V << " + (long)" << c_begin
            << " * " << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels
-           << ");\n";
+           << ", out + (long)p0 * " << go.ps << " + " << go.org + int64_t{x0} * V
+           << " + (long)y0 * " << go.rs << ", " << (S.split ? "0" : "nf") << ");\n";
         if (!S.split) {
           os << ind << "for (int f = 0; f < nf; ++f) {\n";
           os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + "

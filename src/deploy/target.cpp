@@ -44,6 +44,8 @@ Target target_by_name(const std::string& name) {
     t.stationary_segment_vecs = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_SEGMENT_MIN_REDUCTION"))
     t.stationary_segment_min_reduction = std::atoi(e);
+  if (const char* e = std::getenv("PCONV_STATIONARY_OUT_PREFETCH"))
+    t.stationary_out_prefetch = std::atoi(e) != 0;
   if (const char* e = std::getenv("PCONV_STATIONARY_PREFETCH"))
     t.stationary_prefetch = std::atoi(e);
   if (const char* e = std::getenv("PCONV_STATIONARY_SPLIT_MIN_REDUCTION"))
@@ -119,6 +121,7 @@ static Target target_table(const std::string& name) {
         "_mm512_castps_si512($2), $3))";
     t.mask_loadu_into = "_mm512_mask_loadu_ps($0, $1, $2)";
     t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
+    t.prefetch_l2 = "_mm_prefetch((const char*)($0), _MM_HINT_T1)";
     t.transpose = "pc_transpose16($0)";
     // Four rounds of 16 two-source shuffles: 32-bit pairs, 64-bit pairs, then 128-bit lanes twice
     // (maskz: GCC 12 warns on the undefined source of the plain forms, as for max).

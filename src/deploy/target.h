@@ -76,16 +76,22 @@ struct Target {
   // into segments of at most this many vectors, each swept in bands as rows are (0: never; the
   // row kernel takes them), where the non-zero reduction is at least
   // stationary_segment_min_reduction MACs an output: each job's accumulator set-up, epilogue and
-  // output lines then spread over enough kernels. VGG-16/224 at 1 thread: its 128x112x112 layer
-  // (165) 26% faster, the 64-channel ones (83) no faster (docs/deploy.md).
+  // output lines then spread over enough kernels. VGG-16/224 with the output prefetch: its
+  // 64-channel layers (83) 31-42% faster than the row kernel, the 128x112x112 one (165) 16-19%
+  // (docs/deploy.md).
   int stationary_segment_vecs = 2;
-  int stationary_segment_min_reduction = 128;
+  int stationary_segment_min_reduction = 80;
   bool stationary_band_major = true;  // rows layout: threads split bands, not filter groups
   // Its channel loop prefetches (`prefetch`: the line at pointer $0 into L1) the input of the
   // channel this many ahead (0: none): VGG-16/224's stationary layers 2-6% faster at 1 thread,
   // VGG-16/CIFAR's first layer split by channels 17% at 2 threads (docs/deploy.md).
   std::string prefetch;
   int stationary_prefetch = 2;
+  // And at channel c the output lines of filter c (c + nc, ...) of its job (`prefetch_l2`: into
+  // L2), so that the epilogue's stores find them in L2: VGG-16/224 at 1 thread 5-17% on most
+  // stationary layers, more on the 64-channel ones in segments (docs/deploy.md).
+  std::string prefetch_l2;
+  bool stationary_out_prefetch = true;
   // Stationary layers below min_parallel_work whose non-zero reduction length (MACs per output
   // element) is at least this run threaded, split by input channels (StationarySchedule::split;
   // 0: never). Each thread then exchanges about one float per output element for that many

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -372,6 +373,70 @@ TEST(DeployCodegen, StationaryLoopsPrefetchTheLinesTheyLoadTwoChannelsAhead) {
       }
     }
     EXPECT_GE(loops, 2);
+  }
+}
+
+// And each band function prefetches, at channel c, the output lines of filter c of its job
+// (Target::stationary_out_prefetch): for whole rows and for row segments, the offsets it
+// prefetches from the job's output (`po`, filter f's plane) are the offsets the epilogue after
+// each call stores to (`ob`, the same plane and origin). Layers split by input channels store
+// partial sums instead and pass no filters.
+TEST(DeployCodegen, StationaryBandsPrefetchTheOutputLinesTheirEpilogueStores) {
+  const std::regex fn_re(R"(^static inline void (L\d+_band\w+)\()");
+  const std::regex po_re(R"(_mm_prefetch\(\(const char\*\)\(po \+ (\d+)\))");
+  const std::regex call_re(R"((L\d+_band\w+)\(in .*out \+ \(long\)p0 \* (\d+) \+ (\d+) \+)");
+  const std::regex ob_re(R"(float\* ob = out \+ \(long\)\(p0 \+ f\) \* (\d+) \+ (\d+) \+)");
+  const std::regex st_re(R"(_mm512_mask_storeu_ps\(ob \+ (\d+),)");
+  ModelFile wide;  // 83 wide, 72 channels in: row segments
+  Graph& g = wide.graph;
+  int x = g.input("in", 5, 10, 83);
+  x = g.relu("r1", g.conv("c1", x, conv(72, 3, 1)));
+  x = g.relu("r2", g.conv("c2", x, conv(120, 3, 1)));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{6, true});
+  wide.params = init_params(g, 70);
+  prune_model(wide, 4, 2.0, false);
+  for (const auto& [name, m] :
+       {std::pair<std::string, ModelFile>{"po-rows", block_model(14)}, {"po-segments", wide}}) {
+    SCOPED_TRACE(name);
+    const std::string dir = work_dir(name);
+    compile_in(m, name, "avx512", dir);
+    std::istringstream src(read_text(dir + "/pconv_model.cpp"));
+    std::map<std::string, std::set<int64_t>> prefetched;  // band function -> po offsets
+    std::string fn, called;
+    std::set<int64_t> stored;
+    int checked = 0;
+    auto finish = [&] {
+      if (called.empty()) return;
+      EXPECT_EQ(prefetched[called], stored) << called;
+      ++checked;
+      called.clear();
+      stored.clear();
+    };
+    for (std::string line; std::getline(src, line);) {
+      std::smatch mt;
+      if (std::regex_search(line, mt, fn_re)) {
+        fn = mt[1];
+      } else if (std::regex_search(line, mt, po_re)) {
+        prefetched[fn].insert(std::stoll(mt[1]));
+      } else if (std::regex_search(line, mt, call_re)) {
+        finish();
+        if (line.find(", 0);") != std::string::npos) continue;  // split: partials, no epilogue
+        called = mt[1];
+        const std::string plane = mt[2], origin = mt[3];
+        std::string next;
+        ASSERT_TRUE(std::getline(src, next));
+        ASSERT_TRUE(std::getline(src, next));  // the epilogue's output row, filter f
+        ASSERT_TRUE(std::regex_search(next, mt, ob_re)) << next;
+        EXPECT_EQ(mt[1], plane);
+        EXPECT_EQ(mt[2], origin);
+      } else if (!called.empty() && std::regex_search(line, mt, st_re)) {
+        stored.insert(std::stoll(mt[1]));
+      } else if (line.rfind("}", 0) == 0) {
+        finish();
+      }
+    }
+    EXPECT_GE(checked, 2);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -420,11 +421,35 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   }
   const int RV = (op.w + V - 1) / V, NB = S.band ? (op.h + S.band - 1) / S.band : 1;
   const int NS = S.segments, SVM = NS > 1 ? S.seg_vecs : RV;
-  auto band_fn = [&](int B, int s) { return cat(fn, "_band", B, NS > 1 ? cat("_s", s) : ""); };
-  for (int B : band_sizes)
-    for (int s = 0; s < NS; ++s)
-      emit_stationary_band_fn(os, t, op, gi, go, band_fn(B, s), B, s * SVM,
-                              std::min(SVM, RV - s * SVM));
+  // Segments whose code is the same but for where they start (the inner ones: both neighbours,
+  // whole vectors) share one band function and one branch of the job, which adds sg * SVM
+  // vectors at run time: a map of any width takes at most three of each.
+  struct SegClass {
+    int first, last, sv;  // segments first..last, sv vectors each
+    std::string name;
+  };
+  std::vector<std::vector<SegClass>> classes(band_sizes.size());
+  for (size_t bi = 0; bi < band_sizes.size(); ++bi) {
+    const int B = band_sizes[bi];
+    std::string prev;
+    for (int s = 0; s < NS; ++s) {
+      const int x0 = s * SVM, SV = std::min(SVM, RV - x0);
+      std::ostringstream body;
+      emit_stationary_band_fn(body, t, op, gi, go, "@", B, x0, SV);
+      std::string key = body.str() + "|";  // and the epilogue's lane masks
+      for (int j = 0; j < SV; ++j) key += cat(stationary_row_lanes(op, t, x0 + j), ",");
+      if (s > 0 && key == prev) {
+        classes[bi].back().last = s;
+        continue;
+      }
+      prev = key;
+      const std::string name = cat(fn, "_band", B, NS > 1 ? cat("_s", s) : "");
+      std::string code = body.str();
+      code.replace(code.find('@'), 1, name);
+      os << code;
+      classes[bi].push_back({s, s, SV, name});
+    }
+  }
   os << "// " << op.source << ": sparse 3x3 s1, channel-stationary, " << op.in_c << "x" << op.in_h
      << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks, "
      << (S.band ? cat("bands of ", S.band, " rows of ", RV, " vectors",
@@ -480,26 +505,31 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
       const bool bands2 = band_sizes.size() > 1;
       if (bands2)
         os << "        " << (bi ? "else" : cat("if (y0 + ", S.band, " <= ", op.h, ")")) << " {\n";
-      for (int s = 0; s < NS; ++s) {
-        const int x0 = s * SVM, SV = std::min(SVM, RV - x0);
-        const std::string ind = std::string(8 + 2 * bands2 + 2 * (NS > 1), ' ');
-        if (NS > 1)
-          os << std::string(8 + 2 * bands2, ' ') << (s ? "else " : "")
-             << (s + 1 < NS ? cat("if (sg == ", s, ") ") : "") << "{\n";
+      const std::vector<SegClass>& cls = classes[bi];
+      for (size_t ci = 0; ci < cls.size(); ++ci) {
+        const SegClass& sc = cls[ci];
+        const int SV = sc.sv;
+        // The segment's first vector: a constant, or sg * SVM in a class of several.
+        const std::string xo =
+            sc.first == sc.last ? cat(int64_t{sc.first} * SVM * V) : cat("(long)sg * ", SVM * V);
+        const std::string ind = std::string(8 + 2 * bands2 + 2 * (cls.size() > 1), ' ');
+        if (cls.size() > 1)
+          os << std::string(8 + 2 * bands2, ' ') << (ci ? "else " : "")
+             << (ci + 1 < cls.size() ? cat("if (sg <= ", sc.last, ") ") : "") << "{\n";
         init_acc(ind, B * SV);
-        os << ind << band_fn(B, s) << "(in + " << gi.org + int64_t{x0} * V << " + (long)" << c_begin
-           << " * " << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels
-           << ", out + (long)p0 * " << go.ps << " + " << go.org + int64_t{x0} * V
-           << " + (long)y0 * " << go.rs << ", " << (S.split ? "0" : "nf") << ");\n";
+        os << ind << sc.name << "(in + " << gi.org << " + " << xo << " + (long)" << c_begin << " * "
+           << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels
+           << ", out + (long)p0 * " << go.ps << " + " << go.org << " + " << xo << " + (long)y0 * "
+           << go.rs << ", " << (S.split ? "0" : "nf") << ");\n";
         if (!S.split) {
           os << ind << "for (int f = 0; f < nf; ++f) {\n";
-          os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + "
-             << go.org + int64_t{x0} * V << " + (long)y0 * " << go.rs << ";\n";
+          os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << " + "
+             << xo << " + (long)y0 * " << go.rs << ";\n";
           emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * SV, SV,
-                                x0);
+                                sc.first * SVM);
           os << ind << "}\n";
         }
-        if (NS > 1) os << std::string(8 + 2 * bands2, ' ') << "}\n";
+        if (cls.size() > 1) os << std::string(8 + 2 * bands2, ' ') << "}\n";
       }
       if (bands2) os << "        }\n";
     }

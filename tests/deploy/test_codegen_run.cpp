@@ -379,13 +379,16 @@ TEST(DeployCodegen, StationaryLoopsPrefetchTheLinesTheyLoadTwoChannelsAhead) {
 // And each band function prefetches, at channel c, the output lines of filter c of its job
 // (Target::stationary_out_prefetch): for whole rows and for row segments, the offsets it
 // prefetches from the job's output (`po`, filter f's plane) are the offsets the epilogue after
-// each call stores to (`ob`, the same plane and origin). Layers split by input channels store
-// partial sums instead and pass no filters.
+// each call stores to (`ob`, the same plane, origin and row; a class of inner segments adds
+// sg * its width at run time). Layers split by input channels store partial sums instead and
+// pass no filters.
 TEST(DeployCodegen, StationaryBandsPrefetchTheOutputLinesTheirEpilogueStores) {
   const std::regex fn_re(R"(^static inline void (L\d+_band\w+)\()");
   const std::regex po_re(R"(_mm_prefetch\(\(const char\*\)\(po \+ (\d+)\))");
-  const std::regex call_re(R"((L\d+_band\w+)\(in .*out \+ \(long\)p0 \* (\d+) \+ (\d+) \+)");
-  const std::regex ob_re(R"(float\* ob = out \+ \(long\)\(p0 \+ f\) \* (\d+) \+ (\d+) \+)");
+  const std::regex call_re(
+      R"((L\d+_band\w+)\(in .*out \+ \(long\)p0 \* (\d+) \+ (\d+ \+ [^,]*\(long\)y0 \* \d+),)");
+  const std::regex ob_re(
+      R"(float\* ob = out \+ \(long\)\(p0 \+ f\) \* (\d+) \+ (\d+ \+ [^;]*\(long\)y0 \* \d+);)");
   const std::regex st_re(R"(_mm512_mask_storeu_ps\(ob \+ (\d+),)");
   ModelFile wide;  // 83 wide, 72 channels in: row segments
   Graph& g = wide.graph;
@@ -493,19 +496,21 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
 }
 
 // Rows wider than Target::stationary_max_row_vecs take the stationary form in row segments where
-// the reduction is long enough: 83 wide (6 vectors, the last 3 lanes: segments of 2 with inner
-// edges on both sides), 72 input channels at connectivity 2 (144 MACs an output), with the 4
-// SCPs (sideways taps on the band's own rows; 10 rows in bands of 3 and a last one of 1; ReLU)
-// and 12 patterns (corner taps: the rows above and below are shifted too; bands of 2 rows; no
-// activation), at 1, 2 and 3 threads on NaN-filled memory against both oracles. The
-// first conv (5 channels in) and the last (lists of 2 kernels) keep the row kernel.
+// the reduction is long enough, 72 input channels at connectivity 2 (144 MACs an output): 150
+// wide with the 4 SCPs (10 vectors, the last 6 lanes: 5 segments of 2, the 3 inner ones one band
+// function and one branch taking sg at run time; sideways taps on the band's own rows; 10 rows
+// in bands of 3 and a last one of 1; ReLU) and 83 wide with 12 patterns (6 vectors, the last 3
+// lanes: 3 segments; corner taps, so the rows above and below are shifted too; bands of 2 rows;
+// no activation), at 1, 2 and 3 threads on NaN-filled memory against both oracles. The first
+// conv (5 channels in) and the last (lists of 2 kernels) keep the row kernel.
 TEST(DeployRun, StationaryRowSegmentsAvx512) {
   if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
   for (int patterns : {4, 12}) {
     SCOPED_TRACE(patterns);
     ModelFile m;
     Graph& g = m.graph;
-    int x = g.input("in", 5, 10, 83);
+    const int w = patterns == 4 ? 150 : 83;
+    int x = g.input("in", 5, 10, w);
     x = g.relu("r1", g.conv("c1", x, conv(72, 3, 1)));
     const int c2 = g.conv("c2", x, conv(120, 3, 1));
     x = patterns == 4 ? g.relu("r2", c2) : c2;
@@ -521,9 +526,15 @@ TEST(DeployRun, StationaryRowSegmentsAvx512) {
     const std::string seg = patterns == 4 ? "r2" : "c2";
     EXPECT_EQ(layer["r1"]["kind"], "sparse");
     EXPECT_EQ(layer[seg]["kind"], "sparse_stationary");
-    EXPECT_EQ(layer[seg]["row_segments"], 3);
+    EXPECT_EQ(layer[seg]["row_segments"], patterns == 4 ? 5 : 3);
     EXPECT_EQ(layer[seg]["band_rows"], patterns == 4 ? 3 : 2);
     EXPECT_EQ(layer["c3"]["kind"], "sparse");
+    const std::string src = read_text(dir + "/pconv_model.cpp");
+    size_t fns = 0;
+    for (size_t p = src.find("static inline void L2_band"); p != std::string::npos;
+         p = src.find("static inline void L2_band", p + 1))
+      ++fns;
+    EXPECT_EQ(fns, patterns == 4 ? 6u : 3u);  // first, inner, last for each band height
     check_poisoned_thread_counts(m, c, dir, 60);
   }
 }

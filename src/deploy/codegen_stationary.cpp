@@ -509,22 +509,24 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
       for (size_t ci = 0; ci < cls.size(); ++ci) {
         const SegClass& sc = cls[ci];
         const int SV = sc.sv;
-        // The segment's first vector: a constant, or sg * SVM in a class of several.
-        const std::string xo =
-            sc.first == sc.last ? cat(int64_t{sc.first} * SVM * V) : cat("(long)sg * ", SVM * V);
+        // Where the segment starts, added to a row's start: a constant, or sg * SVM vectors in
+        // a class of several.
+        const std::string xo = sc.first == sc.last
+                                   ? (sc.first ? cat(" + ", int64_t{sc.first} * SVM * V) : "")
+                                   : cat(" + (long)sg * ", SVM * V);
         const std::string ind = std::string(8 + 2 * bands2 + 2 * (cls.size() > 1), ' ');
         if (cls.size() > 1)
           os << std::string(8 + 2 * bands2, ' ') << (ci ? "else " : "")
              << (ci + 1 < cls.size() ? cat("if (sg <= ", sc.last, ") ") : "") << "{\n";
         init_acc(ind, B * SV);
-        os << ind << sc.name << "(in + " << gi.org << " + " << xo << " + (long)" << c_begin << " * "
-           << gi.ps << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels
-           << ", out + (long)p0 * " << go.ps << " + " << go.org << " + " << xo << " + (long)y0 * "
-           << go.rs << ", " << (S.split ? "0" : "nf") << ");\n";
+        os << ind << sc.name << "(in + " << gi.org << xo << " + (long)" << c_begin << " * " << gi.ps
+           << " + (long)y0 * " << gi.rs << ", acc, rg, cg, " << n_channels << ", out + (long)p0 * "
+           << go.ps << " + " << go.org << xo << " + (long)y0 * " << go.rs << ", "
+           << (S.split ? "0" : "nf") << ");\n";
         if (!S.split) {
           os << ind << "for (int f = 0; f < nf; ++f) {\n";
-          os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << " + "
-             << xo << " + (long)y0 * " << go.rs << ";\n";
+          os << ind << "  float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << xo
+             << " + (long)y0 * " << go.rs << ";\n";
           emit_stationary_store(os, t, op, go, S, GF, ind + "  ", cat("acc + f * ", FV), B * SV, SV,
                                 sc.first * SVM);
           os << ind << "}\n";

@@ -82,6 +82,21 @@ void check_poisoned_thread_counts(const ModelFile& m, const CompileResult& c,
   }
 }
 
+// in -> conv c1 + ReLU (r1) -> conv c2 + ReLU (r2) -> global average pool -> linear of 4, the
+// convs pruned to the 4 SCPs at connectivity 2.
+ModelFile two_conv_model(int in_c, int h, int w, int c1, int c2, uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", in_c, h, w);
+  x = g.relu("r1", g.conv("c1", x, conv(c1, 3, 1)));
+  x = g.relu("r2", g.conv("c2", x, conv(c2, 3, 1)));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{4, true});
+  m.params = init_params(g, seed);
+  prune_model(m, 4, 2.0, false);
+  return m;
+}
+
 // Odd sizes everywhere: stride 1 and 2, maps of 13x11 / 7x6 / 4x3 / 2x2, channels that are no
 // multiple of any vector width, 1x1 and depthwise convs, ReLU6, pools, a linear head.
 ModelFile odd_model(uint64_t seed) {
@@ -390,15 +405,7 @@ TEST(DeployCodegen, StationaryBandsPrefetchTheOutputLinesTheirEpilogueStores) {
   const std::regex ob_re(
       R"(float\* ob = out \+ \(long\)\(p0 \+ f\) \* (\d+) \+ (\d+ \+ [^;]*\(long\)y0 \* \d+);)");
   const std::regex st_re(R"(_mm512_mask_storeu_ps\(ob \+ (\d+),)");
-  ModelFile wide;  // 83 wide, 72 channels in: row segments
-  Graph& g = wide.graph;
-  int x = g.input("in", 5, 10, 83);
-  x = g.relu("r1", g.conv("c1", x, conv(72, 3, 1)));
-  x = g.relu("r2", g.conv("c2", x, conv(120, 3, 1)));
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{6, true});
-  wide.params = init_params(g, 70);
-  prune_model(wide, 4, 2.0, false);
+  const ModelFile wide = two_conv_model(5, 10, 83, 72, 120, 70);  // 72 channels in: segments
   for (const auto& [name, m] :
        {std::pair<std::string, ModelFile>{"po-rows", block_model(14)}, {"po-segments", wide}}) {
     SCOPED_TRACE(name);
@@ -577,15 +584,7 @@ TEST(DeployRun, FirstConvChannelLanesAvx512AndAvx2) {
 // right margin, read by the row kernel after it on NaN-filled memory.
 TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
   if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
-  ModelFile m;
-  Graph& g = m.graph;
-  int x = g.input("in", 3, 5, 224);
-  x = g.relu("r1", g.conv("c1", x, conv(16, 3, 1)));
-  x = g.relu("r2", g.conv("c2", x, conv(16, 3, 1)));
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{4, true});
-  m.params = init_params(g, 3);
-  prune_model(m, 4, 2.0, false);
+  const ModelFile m = two_conv_model(3, 5, 224, 16, 16, 3);
   const std::string dir = work_dir("rowpad");
   const CompileResult c = compile_in(m, "rowpad", "avx512", dir, 0);
   EXPECT_EQ(layers_by_name(c)["r1"]["kind"], "dense_channel_lanes");

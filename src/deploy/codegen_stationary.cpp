@@ -423,7 +423,8 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   const int NS = S.segments, SVM = NS > 1 ? S.seg_vecs : RV;
   // Segments whose code is the same but for where they start (the inner ones: both neighbours,
   // whole vectors) share one band function and one branch of the job, which adds sg * SVM
-  // vectors at run time: a map of any width takes at most three of each.
+  // vectors at run time: a map of any width takes at most four of each (first, inner, the one
+  // beside a ragged last vector, last).
   struct SegClass {
     int first, last, sv;  // segments first..last, sv vectors each
     std::string name;

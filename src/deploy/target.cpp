@@ -21,35 +21,31 @@ std::vector<std::string> target_names() {
 
 static Target target_table(const std::string& name);
 
+// Tuning knobs for experiments (pconv-deploy, pconv-bench; docs/deploy.md): an environment
+// variable, when set, replaces the target's value (times `scale`).
+template <typename T>
+static void env_override(const char* name, T* field, long long scale = 1) {
+  if (const char* e = std::getenv(name)) *field = static_cast<T>(std::atoll(e) * scale);
+}
+
 Target target_by_name(const std::string& name) {
   Target t = target_table(name);
-  // Tuning knob for experiments (pconv-bench): the row-band budget of the pattern convs in KiB.
-  if (const char* e = std::getenv("PCONV_BAND_KB")) t.band_bytes = std::atoll(e) * 1024;
-  if (const char* e = std::getenv("PCONV_ROW_PAD")) t.row_pad = std::atoi(e) != 0;
-  if (const char* e = std::getenv("PCONV_SMALL_MAP_PIXELS")) t.small_map_pixels = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_BLOCK_KB")) t.block_acc_bytes = std::atoll(e) * 1024;
-  if (const char* e = std::getenv("PCONV_LANES_MAX_IN_C")) t.lanes_max_in_c = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_MIN_PARALLEL_WORK")) t.min_parallel_work = std::atoll(e);
-  if (const char* e = std::getenv("PCONV_ROW_SPLIT_MIN_BANDS"))
-    t.row_split_min_bands = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_MIN_PIXELS"))
-    t.stationary_min_pixels = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_ACC_KB"))
-    t.stationary_acc_bytes = std::atoll(e) * 1024;
-  if (const char* e = std::getenv("PCONV_STATIONARY_ROW_VECS"))
-    t.stationary_max_row_vecs = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_BAND_MAJOR"))
-    t.stationary_band_major = std::atoi(e) != 0;
-  if (const char* e = std::getenv("PCONV_STATIONARY_SEGMENT_VECS"))
-    t.stationary_segment_vecs = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_SEGMENT_MIN_REDUCTION"))
-    t.stationary_segment_min_reduction = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_OUT_PREFETCH"))
-    t.stationary_out_prefetch = std::atoi(e) != 0;
-  if (const char* e = std::getenv("PCONV_STATIONARY_PREFETCH"))
-    t.stationary_prefetch = std::atoi(e);
-  if (const char* e = std::getenv("PCONV_STATIONARY_SPLIT_MIN_REDUCTION"))
-    t.stationary_split_min_reduction = std::atoi(e);
+  env_override("PCONV_BAND_KB", &t.band_bytes, 1024);  // the row-band budget, KiB
+  env_override("PCONV_ROW_PAD", &t.row_pad);
+  env_override("PCONV_SMALL_MAP_PIXELS", &t.small_map_pixels);
+  env_override("PCONV_BLOCK_KB", &t.block_acc_bytes, 1024);
+  env_override("PCONV_LANES_MAX_IN_C", &t.lanes_max_in_c);
+  env_override("PCONV_MIN_PARALLEL_WORK", &t.min_parallel_work);
+  env_override("PCONV_ROW_SPLIT_MIN_BANDS", &t.row_split_min_bands);
+  env_override("PCONV_STATIONARY_MIN_PIXELS", &t.stationary_min_pixels);
+  env_override("PCONV_STATIONARY_ACC_KB", &t.stationary_acc_bytes, 1024);
+  env_override("PCONV_STATIONARY_ROW_VECS", &t.stationary_max_row_vecs);
+  env_override("PCONV_STATIONARY_BAND_MAJOR", &t.stationary_band_major);
+  env_override("PCONV_STATIONARY_SEGMENT_VECS", &t.stationary_segment_vecs);
+  env_override("PCONV_STATIONARY_SEGMENT_MIN_REDUCTION", &t.stationary_segment_min_reduction);
+  env_override("PCONV_STATIONARY_OUT_PREFETCH", &t.stationary_out_prefetch);
+  env_override("PCONV_STATIONARY_PREFETCH", &t.stationary_prefetch);
+  env_override("PCONV_STATIONARY_SPLIT_MIN_REDUCTION", &t.stationary_split_min_reduction);
   return t;
 }
 

@@ -124,10 +124,10 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   }
   // Liveness: a value dies after its last reader (a flatten forwards its readers to its source).
   std::vector<int> last(n, -1);
-  auto src_of = [&](int x) { return through_flattens(dm, x); };
   for (size_t i = 0; i < n; ++i)
-    for (int x : dm.ops[i].inputs) last[static_cast<size_t>(src_of(x))] = static_cast<int>(i);
-  last[static_cast<size_t>(src_of(dm.output))] = static_cast<int>(n);
+    for (int x : dm.ops[i].inputs)
+      last[static_cast<size_t>(through_flattens(dm, x))] = static_cast<int>(i);
+  last[static_cast<size_t>(through_flattens(dm, dm.output))] = static_cast<int>(n);
   // Greedy slot reuse: best fit among free slots, slots grow to their largest tenant. Two
   // assignments: for several threads each memory class (memory_class) keeps to slots of its
   // own, so a core seldom writes lines the other holds; for one thread every tensor may take any

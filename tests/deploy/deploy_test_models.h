@@ -14,6 +14,13 @@ inline std::string runner_command(const std::string& dir, const std::string& arg
   return dir + "/build/runner " + dir + "/weights.bin " + args;
 }
 
+// How many times `what` occurs in s (generated sources, runner output).
+inline size_t occurrences(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
 // A k x k conv with "same" padding.
 inline ConvAttrs conv(int out, int k, int stride, int groups = 1) {
   ConvAttrs a;

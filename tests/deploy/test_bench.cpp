@@ -64,8 +64,8 @@ TEST(DeployBench, TimesEveryLayerBothWaysInInterleavedRounds) {
 
   // The runner it built: running each layer 3 times back to back leaves the logits bit for bit
   // as they were, and times every layer alone too.
-  const std::string runner = o.work_dir + "/build/runner " + o.work_dir + "/weights.bin --input " +
-                             o.work_dir + "/verify_input.f32 --threads 1 --layer-times";
+  const std::string runner = runner_command(
+      o.work_dir, "--input " + o.work_dir + "/verify_input.f32 --threads 1 --layer-times");
   auto run_to = [&](const std::string& args, const std::string& name) {
     const std::string out = o.work_dir + "/" + name;
     EXPECT_EQ(std::system((runner + args + " --output " + out + ".f32 > " + out + ".txt").c_str()),

@@ -492,14 +492,9 @@ TEST(DeployRun, StationarySplitByChannelsAvx512) {
   EXPECT_EQ(layer["r4"]["layout"], "packed");
   check_poisoned_thread_counts(m, c, dir, 40);
   const std::string src = read_text(dir + "/pconv_model.cpp");
-  auto count = [&](const std::string& what) {
-    size_t n = 0;
-    for (size_t p = src.find(what); p != std::string::npos; p = src.find(what, p + 1)) ++n;
-    return n;
-  };
-  EXPECT_EQ(count("pc_zero_rows_k<90, 14, 14,"), 1u);  // c1 -> rows layout
-  EXPECT_EQ(count("pc_zero_rows_k<97, 14, 14,"), 1u);  // r2 -> rows layout and the add
-  EXPECT_EQ(count("pc_zero_border_k<97,"), 0u);        // c3 -> the add, the add -> a pool
+  EXPECT_EQ(occurrences(src, "pc_zero_rows_k<90, 14, 14,"), 1u);  // c1 -> rows layout
+  EXPECT_EQ(occurrences(src, "pc_zero_rows_k<97, 14, 14,"), 1u);  // r2 -> rows layout and the add
+  EXPECT_EQ(occurrences(src, "pc_zero_border_k<97,"), 0u);  // c3 -> the add, the add -> a pool
 }
 
 // Rows wider than Target::stationary_max_row_vecs take the stationary form in row segments where
@@ -537,10 +532,7 @@ TEST(DeployRun, StationaryRowSegmentsAvx512) {
     EXPECT_EQ(layer[seg]["band_rows"], patterns == 4 ? 3 : 2);
     EXPECT_EQ(layer["c3"]["kind"], "sparse");
     const std::string src = read_text(dir + "/pconv_model.cpp");
-    size_t fns = 0;
-    for (size_t p = src.find("static inline void L2_band"); p != std::string::npos;
-         p = src.find("static inline void L2_band", p + 1))
-      ++fns;
+    const size_t fns = occurrences(src, "static inline void L2_band");
     // First, inner, last for each band height; at 100 wide also the segment beside the ragged
     // last vector (its right neighbour loads 4 lanes).
     EXPECT_EQ(fns, patterns == 4 ? 6u : 4u);
@@ -659,10 +651,7 @@ TEST(DeployCodegen, EmitsOnePatternLoopPerMaskAndTileVariant) {
   EXPECT_NE(src.find("alignr"), std::string::npos);
   // Each pattern has 4 taps and its record is 5 words.
   EXPECT_EQ(std::count(src.begin(), src.end(), '\n') > 0, true);
-  size_t loops = 0;
-  for (size_t p = src.find("r += 5)"); p != std::string::npos; p = src.find("r += 5)", p + 1))
-    ++loops;
-  EXPECT_EQ(loops, 2 * masks);
+  EXPECT_EQ(occurrences(src, "r += 5)"), 2 * masks);
 }
 
 // The pruned small maps of the odd model take the small-map kernels; OddShapesX86 checks them
@@ -725,17 +714,12 @@ TEST(DeployCodegen, SmallOpsRunOnTheCallingThread) {
   auto compile = [&](const std::string& dir, int64_t bar) {
     return compile_in(m, "threads", "x86", dir, bar);
   };
-  auto count = [](const std::string& s, const std::string& what) {
-    size_t n = 0;
-    for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-    return n;
-  };
   const std::string all_dir = work_dir("threads-default"), dir = work_dir("threads-mixed");
   const CompileResult all = compile(all_dir, -1);
   EXPECT_EQ(all.gen.one_thread_ops.size(), all.gen.layers.size() + 3);  // + add, gap, fc
   std::string src = read_text(all_dir + "/pconv_model.cpp");
-  EXPECT_EQ(count(src, "pc_set_threads(1);"), 1u);
-  EXPECT_EQ(count(src, "pc_set_threads(pc_threads);"), 1u);
+  EXPECT_EQ(occurrences(src, "pc_set_threads(1);"), 1u);
+  EXPECT_EQ(occurrences(src, "pc_set_threads(pc_threads);"), 1u);
 
   int64_t top = 0, next = 0;
   std::string heaviest;
@@ -756,8 +740,8 @@ TEST(DeployCodegen, SmallOpsRunOnTheCallingThread) {
   EXPECT_EQ(std::count(one.begin(), one.end(), heaviest), 0);
   EXPECT_EQ(std::count(one.begin(), one.end(), "fc"), 1);
   src = read_text(dir + "/pconv_model.cpp");
-  EXPECT_GE(count(src, "pc_set_threads(1);"), 1u);
-  EXPECT_GE(count(src, "pc_set_threads(pc_threads);"), 1u);
+  EXPECT_GE(occurrences(src, "pc_set_threads(1);"), 1u);
+  EXPECT_GE(occurrences(src, "pc_set_threads(pc_threads);"), 1u);
   const VerifyReport r = verify_generated(m, mixed, 2, 5);
   EXPECT_TRUE(r.ok) << r.message;
   std::string out;

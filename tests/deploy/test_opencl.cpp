@@ -176,23 +176,18 @@ TEST(DeployOpenCLCodegen, KernelsLoadEachInputOncePerTile) {
     const size_t b = cl.find("\n}\n", a);
     return cl.substr(a, b - a);
   };
-  auto count = [](const std::string& s, const std::string& what) {
-    size_t n = 0;
-    for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
-    return n;
-  };
   // 8x8 maps tile exactly into 2x4 tiles: one variant, one loop per mask.
   const std::string b1 = body("L1"), b2 = body("L2");
-  EXPECT_EQ(count(b1, "// tile "), 1u) << b1;
-  EXPECT_EQ(count(b1, "for (int n = cnt["), 1u) << b1;  // dense first conv: one 9-tap mask
-  EXPECT_EQ(count(b1, "= ic["), 24u) << b1;
-  EXPECT_EQ(count(b1, "fma("), 72u) << b1;
+  EXPECT_EQ(occurrences(b1, "// tile "), 1u) << b1;
+  EXPECT_EQ(occurrences(b1, "for (int n = cnt["), 1u) << b1;  // dense first conv: one 9-tap mask
+  EXPECT_EQ(occurrences(b1, "= ic["), 24u) << b1;
+  EXPECT_EQ(occurrences(b1, "fma("), 72u) << b1;
   // The up/left/centre/right pattern: input row -1 feeds only the up tap (4 values), rows 0 and 1
   // need columns -1..4 (6 each), row 2 nothing: 16 loads for 4 taps x 8 outputs.
-  EXPECT_EQ(count(b2, "for (int n = cnt["), 1u) << b2;
-  EXPECT_EQ(count(b2, "= ic["), 16u) << b2;
-  EXPECT_EQ(count(b2, "fma("), 32u) << b2;
-  EXPECT_EQ(count(b2, "r += 5)"), 1u) << b2;  // 4 taps: records of 5 words
+  EXPECT_EQ(occurrences(b2, "for (int n = cnt["), 1u) << b2;
+  EXPECT_EQ(occurrences(b2, "= ic["), 16u) << b2;
+  EXPECT_EQ(occurrences(b2, "fma("), 32u) << b2;
+  EXPECT_EQ(occurrences(b2, "r += 5)"), 1u) << b2;  // 4 taps: records of 5 words
   // Shapes and strides are constants: no size arguments.
   EXPECT_NE(cl.find("__kernel void L2(__global float* restrict A, __global const uint* restrict "
                     "W,\n    __global const int* restrict Tb)"),

@@ -1060,7 +1060,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
   os << header_comment("pconv_model.cpp: the model's layers and the C API.", "codegen.cpp", t, dm);
   os << "#include \"pconv_model.h\"\n#include \"pconv_ops.h\"\n";
   if (!t.include.empty()) os << t.include << "\n";
-  os << "\n";
+  os << t.helpers << "\n";
   for (const Op& op : dm.ops)
     if (use_channel_lanes(op, t)) {
       os << t.transpose_def << "\n";

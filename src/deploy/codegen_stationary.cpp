@@ -1,5 +1,6 @@
-// The channel-stationary form of the pattern convs (AVX-512): its schedule, its records and its
-// emitter. See StationarySchedule in codegen_internal.h.
+// The channel-stationary form of the pattern convs (AVX-512; AVX2 with the sideways taps loaded
+// instead of shifted, rows layout only): its schedule, its records and its emitter. See
+// StationarySchedule in codegen_internal.h.
 #include <algorithm>
 #include <functional>
 #include <ostream>
@@ -22,15 +23,17 @@ std::vector<std::pair<int, int>> stationary_taps(const Op& op) {
 
 StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   StationarySchedule s;
-  if (t.alignz.empty() || op.type != OpType::Conv || conv_kind(op) != ConvKind::Sparse ||
-      op.k != 3 || op.plan.masks.empty() || op.h * op.w < t.stationary_min_pixels ||
-      use_channel_lanes(op, t))
+  if (t.mask_loadu.empty() || t.mask_storeu.empty() || op.type != OpType::Conv ||
+      conv_kind(op) != ConvKind::Sparse || op.k != 3 || op.plan.masks.empty() ||
+      op.h * op.w < t.stationary_min_pixels || use_channel_lanes(op, t))
     return s;
   // Every tap's shifted copy of the channel stays in registers, beside the accumulators and the
-  // weights. Packed: taps x vectors <= 24 of AVX-512's 32 (4 vectors, 8x8, for the 5 taps of the
-  // 4 SCPs). Rows: a band's rows and a copy per row of each tap off the centre column (the
-  // up/down taps are the neighbouring rows themselves) <= 24, plus the row above and below: for
-  // the 4 SCPs 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56).
+  // weights: at most Target::stationary_regs (R: AVX-512 26 of 32, AVX2 11 of 16). Packed (only
+  // with alignz): taps x vectors <= R - 2 (4 vectors, 8x8, for the 5 taps of the 4 SCPs). Rows:
+  // a band's rows, the row above and below, and a copy per row of each tap off the centre
+  // column (the up/down taps are the neighbouring rows themselves) <= R: for the 4 SCPs on
+  // AVX-512 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56); on AVX2 3
+  // rows of one vector (8x8), 1 of two (14x14, 16x16).
   const std::vector<std::pair<int, int>> taps = stationary_taps(op);
   const int packed = (op.h * op.w + t.vec - 1) / t.vec;
   int sideways = 0;
@@ -40,25 +43,27 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
             op.plan.nonzero_macs >= int64_t{t.stationary_split_min_reduction} * op.c * op.h * op.w;
   // Rows of more than stationary_max_row_vecs vectors go in segments of at most
   // stationary_segment_vecs where the reduction is long enough
-  // (Target::stationary_segment_min_reduction): as rows, plus a neighbour vector on each inner
-  // edge of the rows the sideways taps shift (so 24 registers instead of 26). Narrow segments
+  // (Target::stationary_segment_min_reduction): as rows, plus (alignz) a neighbour vector on
+  // each inner edge of the rows the sideways taps shift (so R - 2 registers). Narrow segments
   // take taller bands: each channel's rows then feed more accumulators per load and per
   // (channel, mask) list.
   const int rv = (op.w + t.vec - 1) / t.vec, sv0 = t.stationary_segment_vecs;
   const bool segments =
       sv0 > 0 && t.stationary_max_row_vecs > 0 && rv > t.stationary_max_row_vecs && !s.split &&
       op.plan.nonzero_macs >= int64_t{t.stationary_segment_min_reduction} * op.c * op.h * op.w;
-  if (static_cast<int>(taps.size()) * packed <= 24) {
+  const int R = t.stationary_regs;
+  const bool shifts = !t.alignz.empty();  // in registers; otherwise loads
+  if (shifts && static_cast<int>(taps.size()) * packed <= R - 2) {
     s.vectors = packed;
   } else if (segments) {
     s.segments = (rv + sv0 - 1) / sv0;
     s.seg_vecs = (rv + s.segments - 1) / s.segments;
-    const int bseg = (24 / s.seg_vecs - 2) / (1 + sideways);
+    const int bseg = ((shifts ? R - 2 : R) / s.seg_vecs - 2) / (1 + sideways);
     if (bseg < 1) return s;
     const int nb = (op.h + bseg - 1) / bseg;
     s.band = (op.h + nb - 1) / nb;
     s.vectors = s.band * s.seg_vecs;
-  } else if (const int bmax = (26 / rv - 2) / (1 + sideways);
+  } else if (const int bmax = (R / rv - 2) / (1 + sideways);
              rv <= t.stationary_max_row_vecs && bmax >= 1) {
     const int nb = (op.h + bmax - 1) / bmax;
     s.band = (op.h + nb - 1) / nb;
@@ -77,7 +82,8 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   // they lost 15-30% (docs/deploy.md).
   const double per_list = static_cast<double>(op.plan.kept_kernels) /
                           (static_cast<double>(s.groups) * op.in_c * op.plan.masks.size());
-  s.ok = !s.band || (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= 4));
+  s.ok = !s.band ||
+         (op.in_c >= 16 && (sparse_schedule(op, t).F > 0 || per_list >= t.stationary_min_per_list));
   const int bands = s.band ? (op.h + s.band - 1) / s.band : 1;
   s.scratch_floats = s.split ? int64_t{bands} * s.groups * s.per_group * s.vectors * t.vec
                              : int64_t{s.per_group} * s.vectors * t.vec;
@@ -211,11 +217,13 @@ void emit_channel_prefetch(std::ostream& os, const Target& t, const Geom& gi, bo
 // x0 on (whole rows: x0 = 0, SV = the row's). It runs nc channels from the one whose band ic0
 // points at (at vector x0): loads rows -1 .. B (the zero rows above and below the map cover its
 // edges) and, on a segment's inner edges, the neighbour vector of each row a sideways tap shifts;
-// shifts the sideways taps, adds the records.
+// shifts the sideways taps (without alignz: loads them one float off, masked to the map's
+// columns), adds the records.
 void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
                              const Geom& go, const std::string& name, int B, int x0, int SV) {
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size());
   const int RV = (op.w + V - 1) / V;  // vectors a whole row
+  const bool shifts = !t.alignz.empty();
   const bool left = x0 > 0, right = x0 + SV < RV;
   os << "static inline void " << name
      << "(const float* PC_RESTRICT ic0, float* PC_RESTRICT acc, const uint32_t* PC_RESTRICT r, "
@@ -239,11 +247,16 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
   for (auto [dy, dx] : stationary_taps(op))
     if (dx != 0)
       for (int k = 0; k < B; ++k) shifted[static_cast<size_t>(k + 1 + dy)] = 1;
-  std::vector<std::pair<int64_t, int64_t>> rows;
+  std::vector<std::pair<int64_t, int64_t>> rows;  // what each row's loads touch, from ic
   for (int k = 0; k < B + 2; ++k) {
-    const int lo = left && shifted[static_cast<size_t>(k)] ? -1 : 0;
-    const int hi = right && shifted[static_cast<size_t>(k)] ? SV + 1 : SV;
-    rows.push_back({int64_t{k - 1} * gi.rs + int64_t{lo} * V, int64_t{hi - lo} * V});
+    const bool sh = shifted[static_cast<size_t>(k)];
+    if (shifts) {  // whole vectors, and the neighbour vectors
+      const int lo = left && sh ? -1 : 0, hi = right && sh ? SV + 1 : SV;
+      rows.push_back({int64_t{k - 1} * gi.rs + int64_t{lo} * V, int64_t{hi - lo} * V});
+    } else {  // the map's columns, and one more on each side the taps reach
+      const int lo = left && sh ? -1 : 0, hi = std::min(SV * V + (sh ? 1 : 0), op.w - x0 * V);
+      rows.push_back({int64_t{k - 1} * gi.rs + lo, hi - lo});
+    }
   }
   emit_channel_prefetch(os, t, gi, true, "    ", "nc", rows);
   auto load = [&](const std::string& var, int k, int j) {  // row k, vector j of the segment
@@ -254,7 +267,7 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
   };
   for (int k = 0; k < B + 2; ++k)
     for (int j = 0; j < SV; ++j) load(cat("x", k, "_", j), k, j);
-  for (int k = 0; k < B + 2; ++k) {
+  for (int k = 0; k < B + 2 && shifts; ++k) {
     if (!shifted[static_cast<size_t>(k)]) continue;
     if (left) load(cat("xl", k), k, -1);
     if (right) load(cat("xr", k), k, SV);
@@ -269,6 +282,14 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
       }
       for (int k = 0; k < B; ++k) {
         const int row = k + 1 + dy;
+        const std::string tap = stationary_tap_name(dy, dx, k * SV + j);
+        if (!shifts) {
+          os << "    const " << t.vtype << " " << tap << " = "
+             << spell(t.mask_loadu,
+                      {hex_mask(valid), cat("ic + ", int64_t{row - 1} * gi.rs + j * V + dx)})
+             << ";\n";
+          continue;
+        }
         const std::string cur = cat("x", row, "_", j);
         const std::string nb = dx > 0 ? (j + 1 < SV ? cat("x", row, "_", j + 1)
                                          : right    ? cat("xr", row)
@@ -276,7 +297,7 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
                                       : (j > 0  ? cat("x", row, "_", j - 1)
                                          : left ? cat("xl", row)
                                                 : t.zero);
-        os << "    const " << t.vtype << " " << stationary_tap_name(dy, dx, k * SV + j) << " = "
+        os << "    const " << t.vtype << " " << tap << " = "
            << (dx > 0 ? spell(t.alignz, {hex_mask(valid), nb, cur, "1"})
                       : spell(t.alignz, {hex_mask(valid), cur, nb, cat(V - 1)}))
            << ";\n";

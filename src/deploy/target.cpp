@@ -37,6 +37,8 @@ Target target_by_name(const std::string& name) {
   env_override("PCONV_LANES_MAX_IN_C", &t.lanes_max_in_c);
   env_override("PCONV_MIN_PARALLEL_WORK", &t.min_parallel_work);
   env_override("PCONV_ROW_SPLIT_MIN_BANDS", &t.row_split_min_bands);
+  env_override("PCONV_STATIONARY_REGS", &t.stationary_regs);
+  env_override("PCONV_STATIONARY_MIN_PER_LIST", &t.stationary_min_per_list);
   env_override("PCONV_STATIONARY_MIN_PIXELS", &t.stationary_min_pixels);
   env_override("PCONV_STATIONARY_ACC_KB", &t.stationary_acc_bytes, 1024);
   env_override("PCONV_STATIONARY_ROW_VECS", &t.stationary_max_row_vecs);
@@ -187,6 +189,37 @@ static Target target_table(const std::string& name) {
   }
 }
 )PC";
+    // Masked loads and stores take a vector of lane masks: pc_lanes8 makes it from the bits of
+    // a constant, and the full mask is a plain load or store (GCC keeps vmaskmovps otherwise).
+    t.helpers = R"PC(static inline __m256i pc_lanes8(int m) {
+  return _mm256_setr_epi32(-(m & 1), -(m >> 1 & 1), -(m >> 2 & 1), -(m >> 3 & 1), -(m >> 4 & 1),
+                           -(m >> 5 & 1), -(m >> 6 & 1), -(m >> 7 & 1));
+}
+static inline __m256 pc_maskload8(int m, const float* p) {
+  return m == 0xFF ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, pc_lanes8(m));
+}
+static inline void pc_maskstore8(float* p, int m, __m256 v) {
+  if (m == 0xFF)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, pc_lanes8(m), v);
+}
+)PC";
+    t.mask_loadu = "pc_maskload8($0, $1)";
+    t.mask_storeu = "pc_maskstore8($0, $1, $2)";
+    t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
+    t.prefetch_l2 = "_mm_prefetch((const char*)($0), _MM_HINT_T1)";
+    // The stationary form's sideways taps are masked loads (no alignz): 16 registers hold a
+    // band's rows and tap copies (11), the 4 weights of a mask and an accumulator. Rows of up to
+    // 2 vectors (16 wide), segments of 1 vector in bands of 3 rows beyond.
+    t.stationary_regs = 11;
+    t.stationary_acc_bytes = 20 * 1024;  // of a 32 KiB L1D
+    t.stationary_max_row_vecs = 2;
+    t.stationary_segment_vecs = 1;
+    // Here (Zen 3) the rows layout beat the row kernel, which has no filter blocks on AVX2, on
+    // every VGG-16/32 layer it can take, lists of 1-3 records too: 16x16 and 8x8 layers 20-30%
+    // less time at 1 thread (docs/deploy.md).
+    t.stationary_min_per_list = 0;
     t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
     t.asm_fma = "vfmadd";
     return t;

@@ -38,6 +38,7 @@ struct Target {
   // VGG-16/224 at 2 threads: its 224- and 112-wide layers 12-30% faster (docs/deploy.md).
   int row_split_min_bands = 8;
   std::string include;  // header line(s) for the intrinsics
+  std::string helpers;  // definitions the spellings below use (emitted after the include)
   std::string vtype;    // vector type
   // Spellings with $0, $1, $2 as operands.
   std::string zero;   // a zero vector
@@ -60,13 +61,20 @@ struct Target {
   // in $0; mask_loadu / mask_storeu = masked unaligned load (mask $0, pointer $1) / store
   // (pointer $0, mask $1, value $2).
   std::string perm2z, perm, shuf, idx16, mask_loadu, mask_storeu;
-  // Channel-stationary form of the pattern conv (AVX-512; empty: the gather form and the row
-  // kernel; see stationary_schedule in codegen.cpp): alignz = lanes of ($1:$2) shifted down by
-  // $3 lanes, zeroed outside mask $0; mask_loadu_into = ($0 with the lanes of mask $1 loaded from
-  // pointer $2). Maps of at least stationary_min_pixels take it; a filter group's accumulators
-  // take at most stationary_acc_bytes; the rows layout takes rows of at most
-  // stationary_max_row_vecs vectors.
+  // Channel-stationary form of the pattern conv (AVX-512, AVX2: it needs mask_loadu and
+  // mask_storeu; see stationary_schedule in codegen_stationary.cpp): alignz = lanes of ($1:$2)
+  // shifted down by $3 lanes, zeroed outside mask $0; mask_loadu_into = ($0 with the lanes of
+  // mask $1 loaded from pointer $2). Without alignz (AVX2: no cross-lane shift of a vector pair)
+  // the sideways taps are masked loads one float off instead, and the packed layout is off.
+  // Maps of at least stationary_min_pixels take it; a filter group's accumulators take at most
+  // stationary_acc_bytes; the rows layout takes rows of at most stationary_max_row_vecs vectors;
+  // a band's rows and tap copies take at most stationary_regs vector registers (the weights and
+  // one accumulator take the rest).
   std::string alignz, mask_loadu_into;
+  int stationary_regs = 26;
+  // The rows layout where the row kernel takes no filter blocks: where a group's (channel, mask)
+  // lists average at least this many records (see stationary_schedule).
+  int stationary_min_per_list = 4;
   int stationary_min_pixels = 9;
   // 40 KiB of the 48 KiB L1D here: VGG-16/224's 28x28 and 14x14 layers in 6 and 5 groups instead
   // of 7 and 8, longer (channel, mask) lists, 3-8% less time at 1 thread (docs/deploy.md).

@@ -48,7 +48,7 @@ grep -o -w 'avx512[a-z]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
 P=/tmp/pconv-pack
 rm -rf "$P"; mkdir -p "$P/need"
 tar xJf "$here/pack.tar.xz" -C "$P" || { echo "unpack failed"; exit 1; }
-echo "binaries of $(cat "$P/commit")"
+echo "bundled from a checkout at $(cat "$P/commit") (pconv-bench records its build commit)"
 for b in "$P"/bin/*; do ldd "$b" | awk '/not found/{print $1}'; done | sort -u |
   while read -r l; do ln -sf "$P/libs/$l" "$P/need/$l"; done
 echo "carried libraries used: $(ls "$P/need" | tr '\n' ' ')"

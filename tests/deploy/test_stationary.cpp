@@ -50,59 +50,47 @@ ModelFile split_model(uint64_t seed) {
 
 }  // namespace
 
-// By default the same layers take the stationary form in bands of rows: 29x29 (two vectors a
-// row, the second 13 lanes; bands of 3 rows and a last one of 2) and 14x14 (bands of 7), with
-// ReLU6, no activation and ReLU, against both oracles; the 3-channel first conv keeps the
-// per-filter row kernel.
-TEST(DeployRun, StationaryRowsAvx512) {
-  if (!host_has_avx512()) GTEST_SKIP() << "no AVX-512 on this machine";
-  const ModelFile m = block_model(7);
-  check_target(m, "rows", "avx512");
-  const std::string dir = work_dir("rows-kind");
-  const CompileResult c = compile_in(m, "rows", "avx512", dir);
-  std::map<std::string, nlohmann::json> layer = layers_by_name(c);
-  EXPECT_EQ(layer["r1"]["kind"], "sparse");
-  for (const char* name : {"r2", "c3", "r3"}) {
-    SCOPED_TRACE(name);
-    EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
-    EXPECT_EQ(layer[name]["layout"], "rows");
+// By default the block model's layers take the stationary form in bands of rows, with ReLU6, no
+// activation and ReLU; the 3-channel first conv keeps the per-filter row kernel. AVX-512: 29x29
+// (two vectors a row, the second 13 lanes) in bands of 3 rows and a last one of 2, 14x14 in bands
+// of 7. AVX2 (16 registers, no cross-lane shift of a vector pair) loads the sideways taps one
+// float off, masked to the map's columns: 29x29 (four vectors, the last 5 lanes) in segments of
+// one vector, bands of 3 and 2; 14x14 (two vectors, the second 6 lanes) in bands of 1 row; the
+// first segment's left tap reads from one float before the row, lane 0 masked off. Every op
+// threaded, then the default threading on NaN-filled memory at 1-3 threads, against both oracles.
+TEST(DeployRun, StationaryRowsAvx512AndAvx2) {
+  struct Case {
+    std::string target;
+    int r2_segments, r2_vectors, c3_band;
+    std::string last_band;  // the function of the 2-row band (29 = 9 x 3 + 2)
+  };
+  for (const Case& k :
+       std::vector<Case>{{"avx512", 1, 6, 7, "_band2("}, {"avx2", 4, 3, 1, "_band2_s0("}}) {
+    if (k.target == "avx512" && !host_has_avx512()) continue;
+    SCOPED_TRACE(k.target);
+    const ModelFile m = block_model(7);
+    check_target(m, "rows", k.target);
+    const std::string dir = work_dir("rows-kind-" + k.target);
+    const CompileResult c = compile_in(m, "rows", k.target, dir);
+    std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+    EXPECT_EQ(layer["r1"]["kind"], "sparse");
+    for (const char* name : {"r2", "c3", "r3"}) {
+      SCOPED_TRACE(name);
+      EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
+      EXPECT_EQ(layer[name]["layout"], "rows");
+    }
+    EXPECT_EQ(layer["r2"]["row_segments"], k.r2_segments);
+    EXPECT_EQ(layer["r2"]["band_rows"], 3);
+    EXPECT_EQ(layer["r2"]["vectors"], k.r2_vectors);
+    EXPECT_EQ(layer["c3"]["band_rows"], k.c3_band);
+    const std::string src = read_text(dir + "/pconv_model.cpp");
+    EXPECT_NE(src.find(k.last_band), std::string::npos);
+    if (k.target == "avx2") {
+      EXPECT_EQ(src.find("alignr"), std::string::npos);
+      EXPECT_NE(src.find("pc_maskload8(0xFE, ic + -1)"), std::string::npos);  // x - 1 from x = 0
+    }
+    check_poisoned_thread_counts(m, c, dir, 30);
   }
-  EXPECT_EQ(layer["r2"]["band_rows"], 3);
-  EXPECT_EQ(layer["r2"]["vectors"], 6);
-  EXPECT_EQ(layer["c3"]["band_rows"], 7);
-  const std::string src = read_text(dir + "/pconv_model.cpp");
-  EXPECT_NE(src.find("_band2("), std::string::npos);  // 29 = 9 x 3 + 2
-}
-
-// On AVX2 (16 registers, no cross-lane shift of a vector pair) the same layers take the rows
-// layout with the sideways taps loaded one float off, masked to the map's columns: 14x14 (two
-// vectors a row, the second 6 lanes) in bands of 1 row; 29x29 (four vectors, the last 5 lanes)
-// in segments of one vector, bands of 3 rows and a last one of 2. The first segment's left tap
-// reads from one float before the row with lane 0 masked off. Every op threaded, then the
-// default threading on NaN-filled memory at 1-3 threads, against both oracles.
-TEST(DeployRun, StationaryRowsAndSegmentsAvx2) {
-  const ModelFile m = block_model(7);
-  check_target(m, "rows", "avx2");
-  const std::string dir = work_dir("rows-avx2-kind");
-  const CompileResult c = compile_in(m, "rows", "avx2", dir);
-  std::map<std::string, nlohmann::json> layer = layers_by_name(c);
-  EXPECT_EQ(layer["r1"]["kind"], "sparse");
-  for (const char* name : {"r2", "c3", "r3"}) {
-    SCOPED_TRACE(name);
-    EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
-    EXPECT_EQ(layer[name]["layout"], "rows");
-  }
-  EXPECT_EQ(layer["r2"]["row_segments"], 4);
-  EXPECT_EQ(layer["r2"]["band_rows"], 3);
-  EXPECT_EQ(layer["r2"]["vectors"], 3);
-  EXPECT_EQ(layer["c3"]["row_segments"], 1);
-  EXPECT_EQ(layer["c3"]["band_rows"], 1);
-  EXPECT_EQ(layer["c3"]["vectors"], 2);
-  const std::string src = read_text(dir + "/pconv_model.cpp");
-  EXPECT_EQ(src.find("alignr"), std::string::npos);
-  EXPECT_NE(src.find("pc_maskload8(0xFE, ic + -1)"), std::string::npos);  // x - 1 from x = 0
-  EXPECT_NE(src.find("_band2_s"), std::string::npos);                     // 29 = 9 x 3 + 2
-  check_poisoned_thread_counts(m, c, dir, 30);
 }
 
 // With 12 patterns (the 4 SCPs and 8 more centre-holding 4-tap masks) the layers' taps include

@@ -210,6 +210,34 @@ TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
+// Dense 1x1 convs with stride 2 (ResNet projection shortcuts) take pc_conv1x1_k: 13x11 -> 7x6
+// with BN and ReLU, 6 filters (a block of 4 and a short one of 2), then 7x6 -> 4x3 with ReLU6 and
+// 5 filters; on c, avx2 and x86 with every op threaded, then on NaN-filled memory at 1-3 threads
+// (x86), against both oracles.
+TEST(DeployRun, PointwiseStridedConvs) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 10, 13, 11);
+  x = g.relu("r1", g.conv("c1", x, conv(12, 3, 1)));
+  x = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(6, 1, 2))));
+  x = g.relu6("r3", g.conv("c3", x, conv(5, 1, 2)));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{4, true});
+  m.params = init_params(g, 21);
+  randomize_bn(m, 22);
+  prune_model(m, 4, 2.0, false);
+  for (const char* target : {"c", "avx2", "x86"}) {
+    SCOPED_TRACE(target);
+    check_target(m, "pointwise", target);
+    const std::string dir = work_dir(std::string("pointwise-kind-") + target);
+    const CompileResult c = compile_in(m, "pointwise", target, dir);
+    std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+    EXPECT_EQ(layer["r2"]["kind"], "dense_1x1_strided");
+    EXPECT_EQ(layer["r3"]["kind"], "dense_1x1_strided");
+    if (std::string(target) == "x86") check_poisoned_thread_counts(m, c, dir, 70);
+  }
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

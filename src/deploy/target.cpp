@@ -82,14 +82,19 @@ static Target target_table(const std::string& name) {
     return t;
   }
   if (name == "x86") return target_table(host_has_avx512() ? "avx512" : "avx2");
-  if (name == "avx512") {
+  if (name == "avx512" || name == "avx2") {  // what both x86 targets spell alike
     t.family = "x86";
+    t.include = "#include <immintrin.h>";
+    t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
+    t.prefetch_l2 = "_mm_prefetch((const char*)($0), _MM_HINT_T1)";
+    t.asm_fma = "vfmadd";
+  }
+  if (name == "avx512") {
     t.vec = 16;
     t.acc_budget = 12;
     t.max_tile_vecs = 4;
     // Half the 48 KiB L1D: the rest holds the channel rows being reused and the records.
     t.block_acc_bytes = 24 * 1024;
-    t.include = "#include <immintrin.h>";
     t.vtype = "__m512";
     t.zero = "_mm512_setzero_ps()";
     t.set1 = "_mm512_set1_ps($0)";
@@ -118,8 +123,6 @@ static Target target_table(const std::string& name) {
         "_mm512_castsi512_ps(_mm512_maskz_alignr_epi32($0, _mm512_castps_si512($1), "
         "_mm512_castps_si512($2), $3))";
     t.mask_loadu_into = "_mm512_mask_loadu_ps($0, $1, $2)";
-    t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
-    t.prefetch_l2 = "_mm_prefetch((const char*)($0), _MM_HINT_T1)";
     t.transpose = "pc_transpose16($0)";
     // Four rounds of 16 two-source shuffles: 32-bit pairs, 64-bit pairs, then 128-bit lanes twice
     // (maskz: GCC 12 warns on the undefined source of the plain forms, as for max).
@@ -149,15 +152,12 @@ static Target target_table(const std::string& name) {
 }
 )PC";
     t.cflags = "-O3 -mavx512f -mavx2 -mfma";
-    t.asm_fma = "vfmadd";
     return t;
   }
   if (name == "avx2") {
-    t.family = "x86";
     t.vec = 8;
     t.acc_budget = 8;
     t.max_tile_vecs = 2;
-    t.include = "#include <immintrin.h>";
     t.vtype = "__m256";
     t.zero = "_mm256_setzero_ps()";
     t.set1 = "_mm256_set1_ps($0)";
@@ -207,8 +207,6 @@ static inline void pc_maskstore8(float* p, int m, __m256 v) {
 )PC";
     t.mask_loadu = "pc_maskload8($0, $1)";
     t.mask_storeu = "pc_maskstore8($0, $1, $2)";
-    t.prefetch = "_mm_prefetch((const char*)($0), _MM_HINT_T0)";
-    t.prefetch_l2 = "_mm_prefetch((const char*)($0), _MM_HINT_T1)";
     // The stationary form's sideways taps are masked loads (no alignz): 16 registers hold a
     // band's rows and tap copies (11), the 4 weights of a mask and an accumulator. Rows of up to
     // 2 vectors (16 wide), segments of 1 vector in bands of 3 rows beyond.
@@ -221,7 +219,6 @@ static inline void pc_maskstore8(float* p, int m, __m256 v) {
     // less time at 1 thread (docs/deploy.md).
     t.stationary_min_per_list = 0;
     t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
-    t.asm_fma = "vfmadd";
     return t;
   }
   if (name == "neon") {

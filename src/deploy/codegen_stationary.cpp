@@ -259,11 +259,12 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
     }
   }
   emit_channel_prefetch(os, t, gi, true, "    ", "nc", rows);
-  auto load = [&](const std::string& var, int k, int j) {  // row k, vector j of the segment
+  auto load_at = [&](const std::string& var, uint32_t lanes, int64_t off) {  // from ic + off
     os << "    const " << t.vtype << " " << var << " = "
-       << spell(t.mask_loadu, {hex_mask(stationary_row_lanes(op, t, x0 + j)),
-                               cat("ic + ", int64_t{k - 1} * gi.rs + int64_t{j} * V)})
-       << ";\n";
+       << spell(t.mask_loadu, {hex_mask(lanes), cat("ic + ", off)}) << ";\n";
+  };
+  auto load = [&](const std::string& var, int k, int j) {  // row k, vector j of the segment
+    load_at(var, stationary_row_lanes(op, t, x0 + j), int64_t{k - 1} * gi.rs + int64_t{j} * V);
   };
   for (int k = 0; k < B + 2; ++k)
     for (int j = 0; j < SV; ++j) load(cat("x", k, "_", j), k, j);
@@ -284,10 +285,7 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
         const int row = k + 1 + dy;
         const std::string tap = stationary_tap_name(dy, dx, k * SV + j);
         if (!shifts) {
-          os << "    const " << t.vtype << " " << tap << " = "
-             << spell(t.mask_loadu,
-                      {hex_mask(valid), cat("ic + ", int64_t{row - 1} * gi.rs + j * V + dx)})
-             << ";\n";
+          load_at(tap, valid, int64_t{row - 1} * gi.rs + j * V + dx);
           continue;
         }
         const std::string cur = cat("x", row, "_", j);

@@ -722,18 +722,16 @@ int main(int argc, char** argv) {
     }
   }
   std::sort(ms.begin(), ms.end());
-  for (int l = 0; l < nl && layer_times; ++l) {
-    std::vector<double>& v = lms[(size_t)l];
-    std::sort(v.begin(), v.end());
-    std::printf("layer %d op %d %s median %.6f min %.6f max %.6f\n", l, pconv_layer_op(l),
-                pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
-  }
-  for (int l = 0; l < nl && layer_times && layer_repeat > 1; ++l) {
-    std::vector<double>& v = alone[(size_t)l];
-    std::sort(v.begin(), v.end());
-    std::printf("layer_alone %d op %d %s median %.6f min %.6f max %.6f\n", l, pconv_layer_op(l),
-                pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
-  }
+  auto print_layers = [&](const char* tag, std::vector<std::vector<double>>& times) {
+    for (int l = 0; l < nl; ++l) {
+      std::vector<double>& v = times[(size_t)l];
+      std::sort(v.begin(), v.end());
+      std::printf("%s %d op %d %s median %.6f min %.6f max %.6f\n", tag, l, pconv_layer_op(l),
+                  pconv_layer_name(l), v[v.size() / 2], v.front(), v.back());
+    }
+  };
+  if (layer_times) print_layers("layer", lms);
+  if (layer_times && layer_repeat > 1) print_layers("layer_alone", alone);
   std::vector<int> idx((size_t)k);
   for (int i = 0; i < k; ++i) idx[(size_t)i] = i;
   std::partial_sort(idx.begin(), idx.begin() + std::min(5, k), idx.end(),

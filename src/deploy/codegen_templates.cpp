@@ -236,8 +236,8 @@ static inline void pc_zero_rows_k(float* b) {
 
 // Dense 1x1 conv, pad 0, stride S, geometry constant (a ResNet's projection shortcut): blocks of 4
 // output channels share each strided input row, copied once to a contiguous one, so every FMA
-// loop runs unit-stride over an output row held in L1. pc_conv_generic took 0.38 ms of ResNet-20's
-// 1.05 for each of its two (docs/deploy.md).
+// loop runs unit-stride over an output row held in L1. pc_conv_generic took 0.55 ms of ResNet-20's
+// 1.58 for each of its two (avx2, 1 thread; docs/deploy.md).
 template <int C, int O, int S, long RSI, long PSI, long ORGI, int HO, int WO, long RSO, long PSO,
           long ORGO, int ACT>
 static inline void pc_conv1x1_k(const float* in, float* out, const float* w, const float* b) {

@@ -273,9 +273,11 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
         if (meas.run) meas.rounds.add(time_ms(k, meas.run, warm));
       dense.rounds.add(time_ms(k, dense.run, warm));
     }
-    std::map<int, Stat> gen, gen_alone;
-    for (const auto& [op, rs] : gen_rounds) gen[op] = rs.stat();
-    for (const auto& [op, rs] : alone_rounds) gen_alone[op] = rs.stat();
+    // An op's generated-code figure from its rounds (none: an op the runner does not time).
+    auto stat_of = [](const std::map<int, Rounds>& rounds_of, size_t i) {
+      const auto it = rounds_of.find(static_cast<int>(i));
+      return it == rounds_of.end() ? Stat{} : it->second.stat();
+    };
     const Stat e2e = e2e_rounds.stat();
     auto timed = [&](size_t i, int kind) { return dnn[{i, kind}].rounds.stat(); };
     json run;
@@ -293,9 +295,7 @@ json run_bench(const ModelFile& m, const std::string& name, const BenchOptions& 
       L["op"] = i;
       L["name"] = op.name;
       L["type"] = op_type_name(op.type);
-      const Stat g = gen.count(static_cast<int>(i)) ? gen[static_cast<int>(i)] : Stat{};
-      const Stat ga =
-          gen_alone.count(static_cast<int>(i)) ? gen_alone[static_cast<int>(i)] : Stat{};
+      const Stat g = stat_of(gen_rounds, i), ga = stat_of(alone_rounds, i);
       L["generated"] = stat_json(g);
       L["generated_alone"] = stat_json(ga);
       all_gen += std::max(0.0, g.median);

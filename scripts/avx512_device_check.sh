@@ -10,7 +10,8 @@
 #   (on the device)  BUNDLE/run.sh OUT_DIR
 #       unpacks to /tmp/pconv-pack, puts on the library path only the libraries the device lacks,
 #       runs both deploy test binaries, then pconv-bench --target avx512 on VGG-16/224 (r3.1) and
-#       VGG-16/32 (r8.8) pinned to 2 cores (PCONV_CPUS, default 2,3; REPEAT runs, default 20).
+#       VGG-16/32 (r8.8) pinned to 2 cores (PCONV_CPUS, default 2,3; REPEAT runs, default 20;
+#       PCONV_MODELS, default "v32 v224", picks the models; "" runs the tests only).
 # PCONV_BUILD: the build folder (default <repo>/build). The test binaries write their generated
 # code under the build folder they were built in; run.sh creates that path on the device.
 set -euo pipefail
@@ -64,9 +65,13 @@ wait $p1; echo "deploy-test_stationary rc $?"; wait $p2; echo "deploy-test_codeg
 grep -h -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out"/test_*.log
 echo "== pconv-bench --target avx512 on cores ${PCONV_CPUS:-2,3}"
 w=/tmp/pconv-bench-avx512; mkdir -p "$w"
-"$P/bin/pconv-synth" --arch vgg16 --image-size 224 --classes 1000 --patterns 4 --conn-rate 3.1 --seed 1 --out "$w/v224.h5" > /dev/null
-"$P/bin/pconv-synth" --arch vgg16_cifar --image-size 32 --classes 10 --patterns 4 --conn-rate 8.8 --seed 1 --out "$w/v32.h5" > /dev/null
-for m in v32 v224; do
+for m in ${PCONV_MODELS-v32 v224}; do
+  case $m in
+    v224) synth=(--arch vgg16 --image-size 224 --classes 1000 --conn-rate 3.1) ;;
+    v32) synth=(--arch vgg16_cifar --image-size 32 --classes 10 --conn-rate 8.8) ;;
+    *) echo "unknown model $m (v32 or v224)"; continue ;;
+  esac
+  "$P/bin/pconv-synth" "${synth[@]}" --patterns 4 --seed 1 --out "$w/$m.h5" > /dev/null
   timeout 150 taskset -c "${PCONV_CPUS:-2,3}" "$P/bin/pconv-bench" "$w/$m.h5" --target avx512 --threads 1,2 \
     --repeat "${REPEAT:-20}" --rounds 5 --work "$w/g$m" --json "$out/$m.json" > "$out/bench_$m.log" 2>&1
   echo "pconv-bench $m rc $?"; tail -4 "$out/bench_$m.log"

@@ -4,7 +4,7 @@
 # nothing but the runners, the inputs and an OpenCL driver.
 #
 #   scripts/opencl_device_check.sh bundle BUNDLE MODEL.h5[:LIMIT] ...
-#       for each model: pconv-deploy --target opencl, runners built (plain, and with per-layer
+#       for each model (named by its file, or by its folder for a model.h5): pconv-deploy --target opencl, runners built (plain, and with per-layer
 #       device times), the CIFAR-10 test images (all, or a class-balanced LIMIT) exported with
 #       pconv-eval --export-inputs and gzipped; BUNDLE/run.sh is what the device runs.
 #   (on the device)  BUNDLE/run.sh OUT_DIR
@@ -33,7 +33,13 @@ if [[ $mode == bundle ]]; then
     model=${spec%%:*} limit=""
     [[ $spec == *:* ]] && limit=${spec##*:}
     [[ -f $model ]] || { echo "opencl_device_check: $model: no such model file" >&2; exit 1; }
+    # pconv-train names every model model.h5: name those by their run folder.
     name=$(basename "$model" .h5)
+    [[ $name == model ]] && name=$(basename "$(dirname "$(realpath "$model")")")
+    if grep -q "^$name " "$bundle/models.txt"; then
+      echo "opencl_device_check: $model: a model named $name is already in the bundle" >&2
+      exit 1
+    fi
     d="$bundle/$name"
     rm -rf "$d"
     "$bin/pconv-deploy" "$model" --target opencl --out "$d/src" > "$d.deploy.log"

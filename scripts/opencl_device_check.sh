@@ -75,7 +75,7 @@ while read -r name model limit; do
   echo "=== $name ($limit images)"
   TIMEFORMAT="batch: %R s wall"
   time "$name/runner" "$name/weights.bin" --batch --input "$name/xs.f32" --output "$out/$name.f32" || rc=1
-  "$name/runner" "$name/weights.bin" --input "$name/x1.f32" --repeat 100 2>&1 | tail -1 || rc=1
+  "$name/runner" "$name/weights.bin" --input "$name/x1.f32" --repeat 100 2>&1 | grep -E "latency|error" || rc=1
   "$name/runner-layer-times" "$name/weights.bin" --input "$name/x1.f32" --repeat 50 --layer-times 2>&1 | tail -60
 done < models.txt
 exit $rc

@@ -169,14 +169,18 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
   };
   const int64_t off =
       std::max(assign(true, &P.slot, &P.slot_off), assign(false, &P.slot_one, &P.slot_off_one));
-  // Scratch after the slots: a linear over a mapped tensor gathers its features here first, so
-  // the GEMV runs over one dense vector.
+  // Scratch after the slots, shared by the threads: a linear over a mapped tensor gathers its
+  // features here first, so the GEMV runs over one dense vector.
   int64_t scratch = 0;
   for (size_t i = 0; i < n; ++i)
     if (dm.ops[i].type == OpType::Linear) {
       const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
       if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
     }
+  // The strided convs' input phases (codegen_strided.cpp) take it too.
+  for (size_t i = 0; i < n; ++i)
+    if (dm.ops[i].type == OpType::Conv && conv_kind(dm.ops[i]) == ConvKind::SparseStrided)
+      scratch = std::max(scratch, strided_scratch_floats(dm.ops[i], t));
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
   // The small-map kernels gather (channel, mask) -> (pixel, tap) vectors into a scratch of their
@@ -997,61 +1001,6 @@ void emit_small_map(std::ostream& os, const Target& t, const DeployModel& dm, co
                         {"vector_epilogue", vec_epilogue}});
 }
 
-void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
-                  GenResult& res) {
-  const Op& op = dm.ops[i];
-  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
-  const Geom& go = P.geom[i];
-  const int M = static_cast<int>(op.plan.masks.size());
-  const std::string fn = cat("L", i);
-  std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
-  os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
-     << "};\n";
-  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
-     << array_lit(op.plan.counts) << "};\n";
-  os << "// " << op.source << ": sparse 3x3 s2 (per-pixel), " << op.in_c << "x" << op.in_h << "x"
-     << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", " << M << " masks\n";
-  os << "static void " << fn
-     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts) "
-        "{\n";
-  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
-  os << "    const uint32_t* r = wts + " << P.woff[i] << " + " << fn << "_off[p];\n";
-  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
-  os << "    const float bias = pc_f(wts[" << P.boff[i] << " + p]);\n";
-  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
-  os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
-     << "; ++x) ob[y * " << go.rs << " + x] = bias;\n";
-  for (int m = 0; m < M; ++m) {
-    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
-    const int nt = static_cast<int>(taps.size());
-    ++res.pattern_kernels;
-    os << "    // pattern " << m << ": mask 0x" << std::hex << op.plan.masks[static_cast<size_t>(m)]
-       << std::dec << "\n";
-    os << "    for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
-    os << "      const float* ic = in + " << gi.org << " + (long)r[0] * " << gi.ps << ";\n";
-    for (const Tap& tp : taps)
-      os << "      const float w" << tp.j << " = pc_f(r[" << tp.j + 1 << "]);\n";
-    os << "      for (int y = 0; y < " << op.h << "; ++y) {\n";
-    os << "        const float* iy = ic + (long)(2 * y) * " << gi.rs << ";\n";
-    os << "        float* oy = ob + y * " << go.rs << ";\n";
-    os << "        for (int x = 0; x < " << op.w << "; ++x) oy[x] += ";
-    for (size_t k = 0; k < taps.size(); ++k)
-      os << (k ? " + " : "") << "w" << taps[k].j << " * iy[2 * x + "
-         << taps[k].dy * gi.rs + taps[k].dx << "]";
-    os << ";\n      }\n    }\n";
-  }
-  if (op.act != Act::None) {
-    os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
-       << "; ++x) {\n";
-    os << "        float v = ob[y * " << go.rs << " + x];\n        v = v > 0.0f ? v : 0.0f;\n";
-    if (op.act == Act::ReLU6) os << "        v = v < 6.0f ? v : 6.0f;\n";
-    os << "        ob[y * " << go.rs << " + x] = v;\n      }\n";
-  }
-  os << "  }\n}\n\n";
-  res.layers.push_back(
-      {{"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}});
-}
-
 }  // namespace
 
 std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan& P,
@@ -1101,7 +1050,7 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
             break;
           case ConvKind::SparseStrided:
             emit_strided(os, t, dm, P, i, res);
-            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
             break;
           case ConvKind::Generic:
             if (op.k == 1 && op.pad == 0 && op.groups == 1) {  // strided 1x1: constant geometry

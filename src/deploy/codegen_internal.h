@@ -127,6 +127,19 @@ bool use_blocks(const Op& op, const Target& t);
 std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& t,
                                     const SparseSchedule& s, std::vector<int>* counts,
                                     std::vector<int64_t>* block_start);
+// Stride-2 3x3 pattern convs (codegen_strided.cpp): with `phases` the input is split into its
+// four (row, column) parity phases in the arena's scratch (rows of qw floats, qp a phase plane),
+// then tiles of R output rows x T vectors keep their accumulators in registers; without (output
+// rows no whole number of vectors, OpenCL) the per-pixel form.
+struct StridedSchedule {
+  bool phases = false;
+  int R = 1, T = 1;
+  int64_t qw = 0, qp = 0;
+};
+StridedSchedule strided_schedule(const Op& op, const Target& t);
+int64_t strided_scratch_floats(const Op& op, const Target& t);  // 0 for the per-pixel form
+void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
+                  GenResult& res);
 std::string spell(const std::string& pat, const std::vector<std::string>& args);
 std::string header_comment(const std::string& what, const std::string& tmpl, const Target& t,
                            const DeployModel& dm);

@@ -238,6 +238,55 @@ TEST(DeployRun, PointwiseStridedConvs) {
   }
 }
 
+// Stride-2 pattern convs: a conv (BN, ReLU6), a depthwise one (ReLU) and a conv without
+// activation, each halving the map. 29x80 gives outputs 15x40, 8x20, 4x10: ragged row blocks
+// and, on AVX2 (5 vectors in tiles of 2), c and NEON, a ragged column block; 31x64 gives 16x32,
+// 8x16, 4x8, whole vectors for AVX-512 too. Rows that are no whole number of vectors take the
+// per-pixel form. Every target here with every op threaded, then x86 on NaN-filled memory at 1-3
+// threads (the phases are written by one loop and read by the next).
+namespace {
+ModelFile strided_model(int h, int w, uint64_t seed) {
+  ModelFile m;
+  Graph& g = m.graph;
+  int x = g.input("in", 6, h, w);
+  x = g.relu("r1", g.conv("c1", x, conv(16, 3, 1)));
+  x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(20, 3, 2))));
+  x = g.relu("r3", g.conv("c3", x, conv(20, 3, 2, 20)));
+  x = g.conv("c4", x, conv(24, 3, 2));
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{5, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, 4, 2.0, false);
+  return m;
+}
+}  // namespace
+
+TEST(DeployRun, StridedConvsTakeInputPhases) {
+  std::vector<std::string> targets = {"c", "avx2", "x86"};
+  if (std::system("which qemu-aarch64 aarch64-linux-gnu-g++ > /dev/null 2>&1") == 0)
+    targets.push_back("neon");
+  for (const auto& [h, w] : {std::pair{29, 80}, std::pair{31, 64}}) {
+    const ModelFile m = strided_model(h, w, static_cast<uint64_t>(h));
+    for (const std::string& target : targets) {
+      SCOPED_TRACE(target + " " + std::to_string(h) + "x" + std::to_string(w));
+      const std::string name = "strided" + std::to_string(w);
+      check_target(m, name, target);
+      const std::string dir = work_dir(name + "-kind-" + target);
+      const CompileResult c = compile_in(m, name, target, dir, 0);
+      std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+      const int vec = target_by_name(target).vec;
+      int out_w = w;
+      for (const char* r : {"r2", "r3", "c4"}) {
+        out_w = (out_w + 1) / 2;
+        EXPECT_EQ(layer[r]["kind"], "sparse_strided") << r;
+        EXPECT_EQ(layer[r]["form"], out_w % vec == 0 ? "phases" : "pixels") << r << " " << out_w;
+      }
+      if (target == "x86") check_poisoned_thread_counts(m, c, dir, 80);
+    }
+  }
+}
+
 TEST(DeployRun, PrunedResNet20X86) {
   SynthOptions o;
   o.arch = "resnet20";

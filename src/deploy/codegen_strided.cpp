@@ -1,0 +1,229 @@
+// Stride-2 3x3 pattern convs (ResNet's down-sampling convs). The input is first split into its
+// four phases (even/odd rows x even/odd columns, each a dense plane of the output's size plus one
+// row and column), so every tap of every output pixel reads one phase at unit stride: a tile of
+// R output rows x T vectors then keeps its accumulators in registers over all of a filter's
+// kernels, as the stride-1 row kernel does. Maps whose output rows are no whole number of vectors
+// keep the per-pixel form (each kernel's taps added into the output plane, stride-2 reads).
+#include <algorithm>
+
+#include "core/error.h"
+#include "deploy/codegen_internal.h"
+
+namespace pconv::deploy {
+
+namespace {
+
+// Output (y, x) reads input row 2y + dy (dy in -1..1) from phase row py = (dy == 0), row
+// y + du of that phase (du = (dy == 1)); columns alike. Phase p = 2 * py + px holds input
+// (2u + py - 1, 2v + px - 1) at (u, v).
+struct PhaseTap {
+  int phase, du, dv, j;
+};
+
+PhaseTap phase_tap(const Tap& tp) {
+  const int py = tp.dy == 0 ? 1 : 0, px = tp.dx == 0 ? 1 : 0;
+  return {2 * py + px, tp.dy == 1 ? 1 : 0, tp.dx == 1 ? 1 : 0, tp.j};
+}
+
+// The per-pixel form: the output plane accumulates one kernel at a time.
+void emit_strided_pixels(std::ostream& os, const Op& op, const Geom& gi, const Geom& go,
+                         const std::string& fn, int64_t woff, int64_t boff) {
+  const int M = static_cast<int>(op.plan.masks.size());
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
+        "float*) {\n";
+  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "    const uint32_t* r = wts + " << woff << " + " << fn << "_off[p];\n";
+  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
+  os << "    const float bias = pc_f(wts[" << boff << " + p]);\n";
+  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
+  os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
+     << "; ++x) ob[y * " << go.rs << " + x] = bias;\n";
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(taps.size());
+    os << "    // pattern " << m << ": mask 0x" << std::hex << op.plan.masks[static_cast<size_t>(m)]
+       << std::dec << "\n";
+    os << "    for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    os << "      const float* ic = in + " << gi.org << " + (long)r[0] * " << gi.ps << ";\n";
+    for (const Tap& tp : taps)
+      os << "      const float w" << tp.j << " = pc_f(r[" << tp.j + 1 << "]);\n";
+    os << "      for (int y = 0; y < " << op.h << "; ++y) {\n";
+    os << "        const float* iy = ic + (long)(2 * y) * " << gi.rs << ";\n";
+    os << "        float* oy = ob + y * " << go.rs << ";\n";
+    os << "        for (int x = 0; x < " << op.w << "; ++x) oy[x] += ";
+    for (size_t k = 0; k < taps.size(); ++k)
+      os << (k ? " + " : "") << "w" << taps[k].j << " * iy[2 * x + "
+         << taps[k].dy * gi.rs + taps[k].dx << "]";
+    os << ";\n      }\n    }\n";
+  }
+  if (op.act != Act::None) {
+    os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
+       << "; ++x) {\n";
+    os << "        float v = ob[y * " << go.rs << " + x];\n        v = v > 0.0f ? v : 0.0f;\n";
+    if (op.act == Act::ReLU6) os << "        v = v < 6.0f ? v : 6.0f;\n";
+    os << "        ob[y * " << go.rs << " + x] = v;\n      }\n";
+  }
+  os << "  }\n}\n\n";
+}
+
+// One tile of R rows x T vectors at (y0, x0) of filter p: accumulators from the bias, every
+// kernel's taps from the phases (each phase vector loaded once for the rows and taps using it),
+// activation, aligned stores.
+void emit_phase_tile(std::ostream& os, const Target& t, const Op& op, const Geom& go,
+                     const StridedSchedule& s, int R, int T, const std::string& y0,
+                     const std::string& x0, int* kernels) {
+  const int V = t.vec;
+  const int M = static_cast<int>(op.plan.masks.size());
+  const std::string ind = "      ";
+  os << "    {  // " << R << " x " << T << " at (" << y0 << ", " << x0 << ")\n";
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < T; ++x)
+      os << ind << t.vtype << " acc" << r << "_" << x << " = " << spell(t.set1, {"bias"}) << ";\n";
+  os << ind << "const uint32_t* r = r0;\n";
+  os << ind << "const float* qt = q + (" << y0 << ") * " << s.qw << " + (" << x0 << ");\n";
+  for (int m = 0; m < M; ++m) {
+    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
+    const int nt = static_cast<int>(taps.size());
+    ++*kernels;
+    os << ind << "// pattern " << m << ": mask 0x" << std::hex
+       << op.plan.masks[static_cast<size_t>(m)] << std::dec << "\n";
+    os << ind << "for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
+    const std::string in2 = ind + "  ";
+    os << in2 << "const float* qc = qt + (long)r[0] * " << 4 * s.qp << ";\n";
+    for (const Tap& tp : taps)
+      os << in2 << "const " << t.vtype << " w" << tp.j << " = "
+         << spell(t.set1, {spell(t.bits2f, {cat("r[", tp.j + 1, "]")})}) << ";\n";
+    std::vector<PhaseTap> pts;
+    for (const Tap& tp : taps) pts.push_back(phase_tap(tp));
+    // Per phase row and column offset, one load per tile vector, every tap and row that uses it.
+    for (int ph = 0; ph < 4; ++ph)
+      for (int u = 0; u <= R; ++u)
+        for (int dv = 0; dv <= 1; ++dv) {
+          std::vector<PhaseTap> use;
+          for (const PhaseTap& pt : pts)
+            if (pt.phase == ph && pt.dv == dv && u - pt.du >= 0 && u - pt.du < R) use.push_back(pt);
+          if (use.empty()) continue;
+          for (int x = 0; x < T; ++x) {
+            const std::string at =
+                cat("qc + ", ph * s.qp + u * s.qw + static_cast<int64_t>(x) * V + dv);
+            os << in2 << "{\n"
+               << in2 << "  const " << t.vtype << " v = " << spell(t.loadu, {at}) << ";\n";
+            for (const PhaseTap& pt : use) {
+              const std::string a = cat("acc", u - pt.du, "_", x);
+              os << in2 << "  " << a << " = " << spell(t.fma, {"v", cat("w", pt.j), a}) << ";\n";
+            }
+            os << in2 << "}\n";
+          }
+        }
+    os << ind << "}\n";
+  }
+  os << ind << "float* out = ob + (" << y0 << ") * " << go.rs << " + (" << x0 << ");\n";
+  emit_tile_store(os, t, op, go, R, T, ind);
+  os << "    }\n";
+}
+
+// The phase form: split, then per filter the tiles (full tiles in loops, the ragged last row
+// block and column block as tiles of their own).
+void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
+                         const Geom& go, const StridedSchedule& s, const std::string& fn,
+                         int64_t woff, int64_t boff, int* kernels) {
+  const int V = t.vec;
+  const int H = op.h, W = op.w, WV = W / V;
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT dst, const uint32_t* PC_RESTRICT wts, "
+        "float* PC_RESTRICT q) {\n";
+  // Input rows -1 .. 2H - 1 and columns -1 .. 2W - 1 at most: the zero border at the far end
+  // (odd sizes) and the top and left; phase rows u = H of the even input rows and columns v = W of
+  // the even columns are never read, so never written.
+  os << "  PC_OMP_FOR\n  for (int c = 0; c < " << op.in_c << "; ++c) {\n";
+  os << "    const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  os << "    float* qc = q + (long)c * " << 4 * s.qp << ";\n";
+  for (int py = 0; py <= 1; ++py) {
+    os << "    for (int u = 0; u < " << (py ? H : H + 1) << "; ++u) {  // input rows 2u"
+       << (py ? "" : " - 1") << "\n";
+    os << "      const float* ir = ic + (long)(2 * u" << (py ? "" : " - 1") << ") * " << gi.rs
+       << ";\n";
+    os << "      float* q0 = qc + " << 2 * py * s.qp << " + u * " << s.qw << ";\n";
+    os << "      float* q1 = qc + " << (2 * py + 1) * s.qp << " + u * " << s.qw << ";\n";
+    os << "      for (int v = 0; v <= " << W << "; ++v) q0[v] = ir[2 * v - 1];\n";
+    os << "      for (int v = 0; v < " << W << "; ++v) q1[v] = ir[2 * v];\n";
+    os << "    }\n";
+  }
+  os << "  }\n";
+  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
+  os << "    const uint32_t* r0 = wts + " << woff << " + " << fn << "_off[p];\n";
+  os << "    const int* cnt = " << fn << "_cnt + p * " << op.plan.masks.size() << ";\n";
+  os << "    const float bias = pc_f(wts[" << boff << " + p]);\n";
+  os << "    float* ob = dst + (long)p * " << go.ps << " + " << go.org << ";\n";
+  const int HR = H - H % s.R, WT = (WV - WV % s.T) * V;
+  const int R2 = H % s.R, T2 = WV % s.T;
+  auto row_block = [&](int R, const std::string& y0) {
+    if (WT > 0) {
+      os << "    for (int x0 = 0; x0 < " << WT << "; x0 += " << s.T * V << ")\n";
+      emit_phase_tile(os, t, op, go, s, R, s.T, y0, "x0", kernels);
+    }
+    if (T2 > 0) emit_phase_tile(os, t, op, go, s, R, T2, y0, cat(WT), kernels);
+  };
+  if (HR > 0) {
+    os << "    for (int y0 = 0; y0 < " << HR << "; y0 += " << s.R << ")\n    {\n";
+    row_block(s.R, "y0");
+    os << "    }\n";
+  }
+  if (R2 > 0) row_block(R2, cat(HR));
+  os << "  }\n}\n\n";
+}
+
+}  // namespace
+
+StridedSchedule strided_schedule(const Op& op, const Target& t) {
+  StridedSchedule s;
+  const int V = t.vec;
+  if (t.family == "opencl" || op.w % V != 0) return s;
+  s.phases = true;
+  const int WV = op.w / V;
+  s.T = std::min({WV, t.max_tile_vecs, t.acc_budget});
+  s.R = std::max(1, std::min(op.h, t.acc_budget / s.T));
+  s.qw = (op.w + 1 + V - 1) / V * V;
+  s.qp = int64_t{op.h + 1} * s.qw;
+  return s;
+}
+
+int64_t strided_scratch_floats(const Op& op, const Target& t) {
+  const StridedSchedule s = strided_schedule(op, t);
+  return s.phases ? int64_t{op.in_c} * 4 * s.qp : 0;
+}
+
+void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
+                  GenResult& res) {
+  const Op& op = dm.ops[i];
+  PCONV_CHECK(op.k == 3 && op.stride == 2 && op.pad == 1, "layer \"", op.name,
+              "\": internal error: the strided pattern conv needs a 3x3 kernel, stride 2, pad 1");
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const int M = static_cast<int>(op.plan.masks.size());
+  const std::string fn = cat("L", i);
+  const StridedSchedule s = strided_schedule(op, t);
+  std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
+  os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
+     << "};\n";
+  os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
+     << array_lit(op.plan.counts) << "};\n";
+  os << "// " << op.source << ": sparse 3x3 s2 (" << (s.phases ? "input phases" : "per-pixel")
+     << "), " << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x"
+     << op.w << ", " << M << " masks\n";
+  nlohmann::json layer = {
+      {"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}};
+  if (s.phases) {
+    emit_strided_phases(os, t, op, gi, go, s, fn, P.woff[i], P.boff[i], &res.pattern_kernels);
+    layer["form"] = "phases";
+    layer["tile"] = {{"rows", s.R}, {"vectors", s.T}};
+  } else {
+    emit_strided_pixels(os, op, gi, go, fn, P.woff[i], P.boff[i]);
+    res.pattern_kernels += M;
+    layer["form"] = "pixels";
+  }
+  res.layers.push_back(layer);
+}
+
+}  // namespace pconv::deploy

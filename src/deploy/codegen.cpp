@@ -177,9 +177,9 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
       if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
     }
-  // The strided convs' input phases (codegen_strided.cpp) take it too.
+  // The strided convs' input phases or gathered pixels (codegen_strided.cpp) take it too.
   for (size_t i = 0; i < n; ++i)
-    if (dm.ops[i].type == OpType::Conv && conv_kind(dm.ops[i]) == ConvKind::SparseStrided)
+    if (dm.ops[i].type == OpType::Conv)
       scratch = std::max(scratch, strided_scratch_floats(dm.ops[i], t));
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
@@ -1053,6 +1053,12 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
             call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
             break;
           case ConvKind::Generic:
+            if (pointwise_strided_schedule(op, t).ok) {
+              emit_pointwise_strided(os, t, dm, P, i, res);
+              call =
+                  cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
+              break;
+            }
             if (op.k == 1 && op.pad == 0 && op.groups == 1) {  // strided 1x1: constant geometry
               const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
               const Geom& go = P.geom[i];

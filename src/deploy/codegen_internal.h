@@ -137,7 +137,17 @@ struct StridedSchedule {
   int64_t qw = 0, qp = 0;
 };
 StridedSchedule strided_schedule(const Op& op, const Target& t);
-int64_t strided_scratch_floats(const Op& op, const Target& t);  // 0 for the per-pixel form
+// Dense strided 1x1 convs whose output rows are whole vectors: the pixels read gathered into the
+// scratch, then tiles of OB filters x T pixel vectors (else pc_conv1x1_k).
+struct PointwiseSchedule {
+  bool ok = false;
+  int OB = 4, T = 1;
+};
+PointwiseSchedule pointwise_strided_schedule(const Op& op, const Target& t);
+void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                            size_t i, GenResult& res);
+// Scratch floats either takes (0: the per-pixel form, pc_conv1x1_k).
+int64_t strided_scratch_floats(const Op& op, const Target& t);
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
                   GenResult& res);
 std::string spell(const std::string& pat, const std::vector<std::string>& args);

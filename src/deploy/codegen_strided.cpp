@@ -1,4 +1,5 @@
-// Stride-2 3x3 pattern convs (ResNet's down-sampling convs). The input is first split into its
+// Strided convs: stride-2 3x3 pattern convs (ResNet's down-sampling convs) and dense strided 1x1
+// ones (its projection shortcuts). For the 3x3 ones the input is first split into its
 // four phases (even/odd rows x even/odd columns, each a dense plane of the output's size plus one
 // row and column), so every tap of every output pixel reads one phase at unit stride: a tile of
 // R output rows x T vectors then keeps its accumulators in registers over all of a filter's
@@ -176,10 +177,108 @@ void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const 
 
 }  // namespace
 
+PointwiseSchedule pointwise_strided_schedule(const Op& op, const Target& t) {
+  PointwiseSchedule s;
+  const int V = t.vec;
+  if (t.family == "opencl" || op.k != 1 || op.pad != 0 || op.groups != 1 || op.stride < 2 ||
+      op.w % V != 0)
+    return s;
+  s.ok = true;
+  s.OB = std::min(4, op.c);
+  const int PV = op.h * op.w / V;  // pixel vectors
+  for (int T = 1; T * s.OB <= t.acc_budget && T <= PV; ++T)
+    if (PV % T == 0) s.T = T;
+  return s;
+}
+
+// Dense 1x1 conv with stride S: the input pixels it reads gathered into the scratch as dense
+// planes (channel, pixel), then tiles of OB filters x T pixel vectors, accumulators in registers
+// over the channels; a vector of pixels lies in one output row (rows are whole vectors).
+void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
+                            size_t i, GenResult& res) {
+  const Op& op = dm.ops[i];
+  const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
+  const Geom& go = P.geom[i];
+  const PointwiseSchedule s = pointwise_strided_schedule(op, t);
+  const int V = t.vec, C = op.in_c, NP = op.h * op.w;
+  const std::string fn = cat("L", i);
+  os << "// " << op.source << ": dense 1x1 s" << op.stride << ", " << C << "x" << op.in_h << "x"
+     << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", tiles of " << s.OB
+     << " filters x " << s.T << " vectors\n";
+  os << "static void " << fn
+     << "(const float* PC_RESTRICT in, float* PC_RESTRICT dst, const uint32_t* PC_RESTRICT wts, "
+        "float* PC_RESTRICT q) {\n";
+  os << "  PC_OMP_FOR\n  for (int c = 0; c < " << C << "; ++c) {\n";
+  os << "    const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  os << "    float* qc = q + (long)c * " << NP << ";\n";
+  os << "    for (int y = 0; y < " << op.h << "; ++y)\n";
+  os << "      for (int x = 0; x < " << op.w << "; ++x) qc[y * " << op.w << " + x] = ic[(long)y * "
+     << int64_t{op.stride} * gi.rs << " + x * " << op.stride << "];\n";
+  os << "  }\n";
+  os << "  const float* w = pc_fp(wts + " << P.woff[i] << ");\n";
+  os << "  const float* b = pc_fp(wts + " << P.boff[i] << ");\n";
+  const int blocks = (op.c + s.OB - 1) / s.OB, OB2 = op.c - (blocks - 1) * s.OB;
+  os << "  PC_OMP_FOR\n  for (int ob = 0; ob < " << blocks << "; ++ob) {\n";
+  os << "    const int o0 = ob * " << s.OB << ";\n";
+  auto tile = [&](int OB, const std::string& ind) {
+    os << ind << "for (int p0 = 0; p0 < " << NP << "; p0 += " << s.T * V << ") {\n";
+    const std::string in2 = ind + "  ";
+    for (int o = 0; o < OB; ++o)
+      for (int x = 0; x < s.T; ++x)
+        os << in2 << t.vtype << " acc" << o << "_" << x << " = "
+           << spell(t.set1, {cat("b[o0 + ", o, "]")}) << ";\n";
+    os << in2 << "for (int c = 0; c < " << C << "; ++c) {\n";
+    os << in2 << "  const float* xc = q + (long)c * " << NP << " + p0;\n";
+    for (int x = 0; x < s.T; ++x)
+      os << in2 << "  const " << t.vtype << " v" << x << " = "
+         << spell(t.loadu, {cat("xc + ", x * V)}) << ";\n";
+    for (int o = 0; o < OB; ++o) {
+      os << in2 << "  {\n"
+         << in2 << "    const " << t.vtype
+         << " wv = " << spell(t.set1, {cat("w[(long)(o0 + ", o, ") * ", C, " + c]")}) << ";\n";
+      for (int x = 0; x < s.T; ++x) {
+        const std::string a = cat("acc", o, "_", x);
+        os << in2 << "    " << a << " = " << spell(t.fma, {cat("v", x), "wv", a}) << ";\n";
+      }
+      os << in2 << "  }\n";
+    }
+    os << in2 << "}\n";
+    for (int x = 0; x < s.T; ++x) {
+      os << in2 << "{\n"
+         << in2 << "  const int p = p0 + " << x * V << ", y = p / " << op.w << ", x = p % " << op.w
+         << ";\n";
+      for (int o = 0; o < OB; ++o)
+        os << in2 << "  "
+           << spell(t.store, {cat("dst + (long)(o0 + ", o, ") * ", go.ps, " + ", go.org, " + y * ",
+                                  go.rs, " + x"),
+                              vec_act(t, op.act, cat("acc", o, "_", x))})
+           << ";\n";
+      os << in2 << "}\n";
+    }
+    os << ind << "}\n";
+  };
+  if (OB2 == s.OB) {
+    tile(s.OB, "    ");
+  } else {
+    os << "    if (ob < " << blocks - 1 << ") {\n";
+    tile(s.OB, "      ");
+    os << "    } else {\n";
+    tile(OB2, "      ");
+    os << "    }\n";
+  }
+  os << "  }\n}\n\n";
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "dense_1x1_strided"},
+                        {"form", "gathered"},
+                        {"tile", {{"filters", s.OB}, {"vectors", s.T}}}});
+}
+
 StridedSchedule strided_schedule(const Op& op, const Target& t) {
   StridedSchedule s;
   const int V = t.vec;
-  if (t.family == "opencl" || op.w % V != 0) return s;
+  if (t.family == "opencl" || conv_kind(op) != ConvKind::SparseStrided || op.w % V != 0) return s;
   s.phases = true;
   const int WV = op.w / V;
   s.T = std::min({WV, t.max_tile_vecs, t.acc_budget});
@@ -190,6 +289,7 @@ StridedSchedule strided_schedule(const Op& op, const Target& t) {
 }
 
 int64_t strided_scratch_floats(const Op& op, const Target& t) {
+  if (op.k == 1) return pointwise_strided_schedule(op, t).ok ? int64_t{op.in_c} * op.h * op.w : 0;
   const StridedSchedule s = strided_schedule(op, t);
   return s.phases ? int64_t{op.in_c} * 4 * s.qp : 0;
 }

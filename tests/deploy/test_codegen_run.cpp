@@ -210,7 +210,8 @@ TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
-// Dense 1x1 convs with stride 2 (ResNet projection shortcuts) take pc_conv1x1_k: 13x11 -> 7x6
+// Dense 1x1 convs with stride 2 (ResNet projection shortcuts) whose output rows are no whole
+// number of vectors take pc_conv1x1_k (on c, one-lane vectors, the gathered form): 13x11 -> 7x6
 // with BN and ReLU, 6 filters (a block of 4 and a short one of 2), then 7x6 -> 4x3 with ReLU6 and
 // 5 filters; on c, avx2 and x86 with every op threaded, then on NaN-filled memory at 1-3 threads
 // (x86), against both oracles.
@@ -239,11 +240,12 @@ TEST(DeployRun, PointwiseStridedConvs) {
 }
 
 // Stride-2 pattern convs: a conv (BN, ReLU6), a depthwise one (ReLU) and a conv without
-// activation, each halving the map. 29x80 gives outputs 15x40, 8x20, 4x10: ragged row blocks
-// and, on AVX2 (5 vectors in tiles of 2), c and NEON, a ragged column block; 31x64 gives 16x32,
-// 8x16, 4x8, whole vectors for AVX-512 too. Rows that are no whole number of vectors take the
-// per-pixel form. Every target here with every op threaded, then x86 on NaN-filled memory at 1-3
-// threads (the phases are written by one loop and read by the next).
+// activation, each halving the map, and a dense 1x1 stride-2 projection (BN) added to the
+// depthwise one's output. 29x80 gives outputs 15x40, 8x20, 4x10: ragged row blocks and, on AVX2
+// (5 vectors in tiles of 2), c and NEON, a ragged column block; 31x64 gives 16x32, 8x16, 4x8,
+// whole vectors for AVX-512 too. Rows that are no whole number of vectors take the per-pixel form
+// (the 1x1: pc_conv1x1_k). Every target here with every op threaded, then x86 on NaN-filled
+// memory at 1-3 threads (the phases are written by one loop and read by the next).
 namespace {
 ModelFile strided_model(int h, int w, uint64_t seed) {
   ModelFile m;
@@ -251,7 +253,8 @@ ModelFile strided_model(int h, int w, uint64_t seed) {
   int x = g.input("in", 6, h, w);
   x = g.relu("r1", g.conv("c1", x, conv(16, 3, 1)));
   x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(20, 3, 2))));
-  x = g.relu("r3", g.conv("c3", x, conv(20, 3, 2, 20)));
+  const int y = g.relu("r3", g.conv("c3", x, conv(20, 3, 2, 20)));
+  x = g.relu("r5", g.add("add", y, g.batch_norm("b5", g.conv("c5", x, conv(20, 1, 2)))));
   x = g.conv("c4", x, conv(24, 3, 2));
   x = g.flatten("f", g.global_avg_pool("gap", x));
   g.linear("fc", x, LinearAttrs{5, true});
@@ -281,6 +284,11 @@ TEST(DeployRun, StridedConvsTakeInputPhases) {
         out_w = (out_w + 1) / 2;
         EXPECT_EQ(layer[r]["kind"], "sparse_strided") << r;
         EXPECT_EQ(layer[r]["form"], out_w % vec == 0 ? "phases" : "pixels") << r << " " << out_w;
+        if (std::string(r) == "r3") {
+          EXPECT_EQ(layer["b5"]["kind"], "dense_1x1_strided");
+          EXPECT_EQ(layer["b5"].value("form", "pc_conv1x1_k"),
+                    out_w % vec == 0 ? "gathered" : "pc_conv1x1_k");
+        }
       }
       if (target == "x86") check_poisoned_thread_counts(m, c, dir, 80);
     }

@@ -177,10 +177,12 @@ Plan make_plan(const DeployModel& dm, const Target& t) {
       const Geom& g = P.geom[static_cast<size_t>(dm.ops[i].inputs[0])];
       if (!g.flat) scratch = std::max<int64_t>(scratch, static_cast<int64_t>(g.c) * g.h * g.w);
     }
-  // The strided convs' input phases or gathered pixels (codegen_strided.cpp) take it too.
+  // The strided convs' input phases or gathered pixels (codegen_strided.cpp) and the packed
+  // copies of the stationary form without alignz take it too.
   for (size_t i = 0; i < n; ++i)
     if (dm.ops[i].type == OpType::Conv)
-      scratch = std::max(scratch, strided_scratch_floats(dm.ops[i], t));
+      scratch = std::max(
+          {scratch, strided_scratch_floats(dm.ops[i], t), stationary_pack_floats(dm.ops[i], t)});
   P.scratch_off = off;
   P.arena_floats = off + round_up(scratch, 16);
   // The small-map kernels gather (channel, mask) -> (pixel, tap) vectors into a scratch of their
@@ -1038,11 +1040,14 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
               emit_channel_lanes(os, t, dm, P, i, res);
               call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
             } else if (use_stationary(op, t) || use_small_map(op, t)) {
-              if (use_stationary(op, t))
+              if (use_stationary(op, t)) {
                 emit_stationary(os, t, dm, P, i, res);
-              else
+                call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather, A + ",
+                           P.scratch_off, ")");
+              } else {
                 emit_small_map(os, t, dm, P, i, res);
-              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather)");
+                call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather)");
+              }
             } else {
               emit_sparse(os, t, dm, P, i, res);
               call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");

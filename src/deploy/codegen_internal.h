@@ -81,9 +81,16 @@ struct StationarySchedule {
   // of such layers each core reads the channels it wrote. The sums depend on the thread count.
   bool split = false;
   int64_t scratch_floats = 0;  // per thread: a group's accumulators, or (split) all partials
+  // Packed without alignz (AVX2; Target::stationary_packed_loads): the input channels are first
+  // copied into the arena's scratch as packed planes (`pack_stride` floats apart), and every tap
+  // of a channel is a masked load from its copy at the tap's offset.
+  bool packed_loads = false;
+  int64_t pack_stride = 0;
 };
 StationarySchedule stationary_schedule(const Op& op, const Target& t);
 bool use_stationary(const Op& op, const Target& t);
+// Floats of the arena's scratch its packed copy takes (0: none).
+int64_t stationary_pack_floats(const Op& op, const Target& t);
 // The channel-lanes form (codegen_lanes.cpp; Target::transpose): whether a conv takes it, its
 // weights ([block of vec filters][channel][tap][filter in the block], filters by position) and
 // its emitter.

@@ -55,6 +55,10 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
   const bool shifts = !t.alignz.empty();  // in registers; otherwise loads
   if (shifts && static_cast<int>(taps.size()) * packed <= R - 2) {
     s.vectors = packed;
+  } else if (!shifts && t.stationary_packed_loads && static_cast<int>(taps.size()) * packed <= R) {
+    s.vectors = packed;
+    s.packed_loads = true;
+    s.pack_stride = int64_t{packed} * t.vec;
   } else if (segments) {
     s.segments = (rv + sv0 - 1) / sv0;
     s.seg_vecs = (rv + s.segments - 1) / s.segments;
@@ -92,6 +96,11 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
 
 bool use_stationary(const Op& op, const Target& t) {
   return stationary_schedule(op, t).ok;
+}
+
+int64_t stationary_pack_floats(const Op& op, const Target& t) {
+  const StationarySchedule s = stationary_schedule(op, t);
+  return s.ok && s.packed_loads ? int64_t{op.in_c} * s.pack_stride : 0;
 }
 
 std::vector<uint32_t> stationary_records(const Op& op, const Target& t, std::vector<int>* counts,
@@ -311,10 +320,34 @@ void emit_stationary_band_fn(std::ostream& os, const Target& t, const Op& op, co
 // Packed layout: the channel loop over [cb, ce), inline in the layer function. Lane l of vector k
 // holds pixel p = k*V + l = y*W + x.
 void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
-                                 int NV, const std::string& cb, const std::string& ce,
-                                 const std::string& ind) {
+                                 const StationarySchedule& S, const std::string& cb,
+                                 const std::string& ce, const std::string& ind) {
   const int V = t.vec, M = static_cast<int>(op.plan.masks.size()), npx = op.h * op.w;
+  const int NV = S.vectors;
+  auto valid_lanes = [&](int dy, int dx, int k) {
+    uint32_t valid = 0;
+    for (int l = 0; l < V; ++l) {
+      const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
+      if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
+    }
+    return valid;
+  };
   os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c, cnt += " << M << ") {\n";
+  if (S.packed_loads) {  // each tap a masked load from the channel's packed copy
+    os << ind << "  const float* ic = pk + (long)c * " << S.pack_stride << ";\n";
+    Geom packed;
+    packed.ps = S.pack_stride;
+    emit_channel_prefetch(os, t, packed, false, ind + "  ", ce, {{0, npx}});
+    for (auto [dy, dx] : stationary_taps(op))
+      for (int k = 0; k < NV; ++k)
+        os << ind << "  const " << t.vtype << " " << stationary_tap_name(dy, dx, k) << " = "
+           << spell(t.mask_loadu,
+                    {hex_mask(valid_lanes(dy, dx, k)), cat("ic + ", k * V + dy * op.w + dx)})
+           << ";\n";
+    emit_stationary_records(os, t, op, ind + "  ", NV, stationary_tap_name);
+    os << ind << "}\n";
+    return;
+  }
   os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
   std::vector<std::pair<int64_t, int64_t>> rows;
   for (int y = 0; y < op.h; ++y) rows.push_back({int64_t{y} * gi.rs, op.w});
@@ -330,11 +363,7 @@ void emit_stationary_packed_loop(std::ostream& os, const Target& t, const Op& op
     if (dy == 0 && dx == 0) continue;
     const int sh = dy * op.w + dx;  // lane l takes pixel p + sh
     for (int k = 0; k < NV; ++k) {
-      uint32_t valid = 0;
-      for (int l = 0; l < V; ++l) {
-        const int p = k * V + l, y = p / op.w + dy, x = p % op.w + dx;
-        if (p < npx && y >= 0 && y < op.h && x >= 0 && x < op.w) valid |= 1u << l;
-      }
+      const uint32_t valid = valid_lanes(dy, dx, k);
       // Pixel p + sh lies in vector k or its neighbour (|sh| < V): shift the pair.
       const std::string lo = sh > 0 ? stationary_tap_name(0, 0, k)
                                     : (k > 0 ? stationary_tap_name(0, 0, k - 1) : t.zero);
@@ -479,8 +508,24 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
      << (S.split ? ", threads split input channels" : "") << "\n";
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
-        "float* PC_RESTRICT scratch) {\n";
+        "float* PC_RESTRICT scratch, float*"
+     << (S.packed_loads ? " PC_RESTRICT pk" : "") << ") {\n";
   os << "  PC_OMP_PARALLEL\n  {\n";
+  // The packed copy: split by channels, each thread copies the channels it then reads; otherwise
+  // the threads share the copying and wait for each other.
+  auto pack = [&](const std::string& cb, const std::string& ce, const std::string& ind) {
+    os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c) {\n";
+    os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+    os << ind << "  float* pc = pk + (long)c * " << S.pack_stride << ";\n";
+    os << ind << "  for (int y = 0; y < " << op.h << "; ++y)\n";
+    os << ind << "    for (int x = 0; x < " << op.w << "; ++x) pc[y * " << op.w
+       << " + x] = ic[(long)y * " << gi.rs << " + x];\n";
+    os << ind << "}\n";
+  };
+  if (S.packed_loads && !S.split) {
+    os << "    PC_OMP_FOR_IN\n";
+    pack("0", cat(op.in_c), "    ");
+  }
   // Jobs: (band, segment, group), band-major. Split: every thread runs every job over its
   // channels. Otherwise threads take jobs, contiguous runs (so each thread writes, and the next
   // such layer reads, its own rows) or, packed, groups cyclically.
@@ -488,6 +533,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   if (S.split) {
     os << "    const int nth = pc_num_threads(), th = pc_thread_num();\n";
     os << "    int c0, c1;\n    pc_split(" << op.in_c << ", nth, th, &c0, &c1);\n";
+    if (S.packed_loads) pack("c0", "c1", "    ");
     os << "    float* PC_RESTRICT part = scratch + (long)th * " << GF << ";\n";
     os << "    for (int job = 0; job < " << NB * G << "; ++job) {\n";
   } else {
@@ -560,8 +606,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
     os << "      const uint32_t* PC_RESTRICT r = rg;\n";
     os << "      const int* PC_RESTRICT cnt = cg;\n";
     init_acc("      ", NV);
-    emit_stationary_packed_loop(os, t, op, gi, NV, c_begin, S.split ? "c1" : cat(op.in_c),
-                                "      ");
+    emit_stationary_packed_loop(os, t, op, gi, S, c_begin, S.split ? "c1" : cat(op.in_c), "      ");
     if (!S.split) {
       os << "      for (int f = 0; f < nf; ++f) {\n";
       os << "        float* ob = out + (long)(p0 + f) * " << go.ps << " + " << go.org << ";\n";
@@ -602,7 +647,9 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
                         {"function", fn},
                         {"kind", "sparse_stationary"},
                         {"masks", M},
-                        {"layout", S.band ? "rows" : "packed"},
+                        {"layout", S.band           ? "rows"
+                                   : S.packed_loads ? "packed_loads"
+                                                    : "packed"},
                         {"band_rows", S.band},
                         {"row_segments", NS},
                         {"vectors", NV},

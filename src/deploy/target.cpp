@@ -39,6 +39,7 @@ Target target_by_name(const std::string& name) {
   env_override("PCONV_ROW_SPLIT_MIN_BANDS", &t.row_split_min_bands);
   env_override("PCONV_STATIONARY_REGS", &t.stationary_regs);
   env_override("PCONV_STATIONARY_MIN_PER_LIST", &t.stationary_min_per_list);
+  env_override("PCONV_STATIONARY_PACKED_LOADS", &t.stationary_packed_loads);
   env_override("PCONV_STATIONARY_MIN_PIXELS", &t.stationary_min_pixels);
   env_override("PCONV_STATIONARY_ACC_KB", &t.stationary_acc_bytes, 1024);
   env_override("PCONV_STATIONARY_ROW_VECS", &t.stationary_max_row_vecs);
@@ -218,6 +219,7 @@ static inline void pc_maskstore8(float* p, int m, __m256 v) {
     // every VGG-16/32 layer it can take, lists of 1-3 records too: 16x16 and 8x8 layers 20-30%
     // less time at 1 thread (docs/deploy.md).
     t.stationary_min_per_list = 0;
+    t.stationary_packed_loads = true;
     t.cflags = "-O3 -mavx2 -mfma";  // no cheap cross-lane rotate: neighbours by unaligned loads
     return t;
   }

@@ -71,6 +71,9 @@ struct Target {
   // a band's rows and tap copies take at most stationary_regs vector registers (the weights and
   // one accumulator take the rest).
   std::string alignz, mask_loadu_into;
+  // Without alignz, the packed layout from a packed copy of the input instead (masked loads at
+  // each tap's offset; maps of up to stationary_regs / taps vectors: AVX2 4x4 and 3x3).
+  bool stationary_packed_loads = false;
   int stationary_regs = 26;
   // The rows layout where the row kernel takes no filter blocks: where a group's (channel, mask)
   // lists average at least this many records (see stationary_schedule).

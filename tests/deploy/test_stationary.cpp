@@ -1,7 +1,8 @@
 // The channel-stationary form of the pattern convs (codegen_stationary.cpp) on AVX-512 (shifts
-// in registers, the packed and rows layouts) and AVX2 (sideways taps loaded one float off, rows
-// only): layouts, bands, row segments, corner taps, the split by input channels and the
-// prefetches, against both oracles where this machine can run the target.
+// in registers, the packed and rows layouts) and AVX2 (sideways taps loaded one float off in
+// rows, or every tap loaded from a packed copy): layouts, bands, row segments, corner taps, the
+// split by input channels and the prefetches, against both oracles where this machine can run the
+// target.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "deploy/synth.h"
@@ -90,6 +92,51 @@ TEST(DeployRun, StationaryRowsAvx512AndAvx2) {
       EXPECT_NE(src.find("pc_maskload8(0xFE, ic + -1)"), std::string::npos);  // x - 1 from x = 0
     }
     check_poisoned_thread_counts(m, c, dir, 30);
+  }
+}
+
+// AVX2 has no cross-lane shift of a vector pair, so its packed layout (4x4 and 3x3 maps: two
+// vectors, five taps) copies the input channels packed into the scratch and loads every tap
+// masked at its offset (Target::stationary_packed_loads). The small-map model's pattern convs
+// after the first (20 -> 18 at 4x4, no activation; 18 -> 17 at 3x3, ReLU6) take it unsplit; a
+// deeper one's (64 -> 72 at 4x4, BN and ReLU6; 72 -> 50 at 3x3) split by input channels at the
+// default threading, each thread copying its channels. The first convs are unpruned: nine taps
+// do not fit. Every op threaded, then the default on NaN-filled memory at 1-3 threads; without it
+// (PCONV_STATIONARY_PACKED_LOADS=0) the 4x4 layer takes rows.
+TEST(DeployRun, StationaryPackedLoadsAvx2) {
+  ModelFile deep;
+  {
+    Graph& g = deep.graph;
+    int x = g.input("in", 40, 4, 4);
+    x = g.relu("r1", g.conv("c1", x, conv(64, 3, 1)));
+    x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(72, 3, 1))));
+    x = g.max_pool("p1", x, PoolAttrs{2, 1, 0});  // 3x3
+    x = g.relu("r3", g.conv("c3", x, conv(50, 3, 1)));
+    x = g.flatten("f", g.global_avg_pool("gap", x));
+    g.linear("fc", x, LinearAttrs{7, true});
+    deep.params = init_params(g, 41);
+    randomize_bn(deep, 42);
+    prune_model(deep, 4, 2.0, false);
+  }
+  for (const auto& [name, m, layers, split] :
+       {std::tuple<std::string, ModelFile, std::vector<std::string>, bool>{
+            "packed-small", small_map_model(40), {"c2", "r3"}, false},
+        {"packed-deep", deep, {"r2", "r3"}, true}}) {
+    SCOPED_TRACE(name);
+    check_target(m, name, "avx2");
+    const std::string dir = work_dir(name + "-kind");
+    const CompileResult c = compile_in(m, name, "avx2", dir);
+    std::map<std::string, nlohmann::json> layer = layers_by_name(c);
+    for (const std::string& l : layers) {
+      EXPECT_EQ(layer[l]["kind"], "sparse_stationary") << l;
+      EXPECT_EQ(layer[l]["layout"], "packed_loads") << l;
+      EXPECT_EQ(layer[l]["threads_split"], split ? "input channels" : "filters") << l;
+    }
+    check_poisoned_thread_counts(m, c, dir, 43);
+    setenv("PCONV_STATIONARY_PACKED_LOADS", "0", 1);
+    const CompileResult off = compile_in(m, name, "avx2", work_dir(name + "-off"));
+    unsetenv("PCONV_STATIONARY_PACKED_LOADS");
+    EXPECT_EQ(layers_by_name(off)[layers[0]]["layout"], "rows");
   }
 }
 

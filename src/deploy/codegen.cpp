@@ -1064,16 +1064,6 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
                   cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
               break;
             }
-            if (op.k == 1 && op.pad == 0 && op.groups == 1) {  // strided 1x1: constant geometry
-              const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
-              const Geom& go = P.geom[i];
-              call = cat("pc_conv1x1_k<", op.in_c, ", ", op.c, ", ", op.stride, ", ", gi.rs, ", ",
-                         gi.ps, ", ", gi.org, ", ", go.h, ", ", go.w, ", ", go.rs, ", ", go.ps,
-                         ", ", go.org, ", ", act_code(op.act), ">(", buf(op.inputs[0]), ", ", out,
-                         ", pc_fp(W + ", P.woff[i], "), pc_fp(W + ", P.boff[i], "))");
-              res.layers.push_back({{"op", i}, {"name", op.name}, {"kind", "dense_1x1_strided"}});
-              break;
-            }
             call = cat("pc_conv_generic(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout,
                        ", pc_fp(W + ", P.woff[i], "), pc_fp(W + ", P.boff[i], "), ", op.k, ", ",
                        op.stride, ", ", op.pad, ", ", op.groups, ", ", act_code(op.act), ")");

@@ -134,26 +134,29 @@ bool use_blocks(const Op& op, const Target& t);
 std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& t,
                                     const SparseSchedule& s, std::vector<int>* counts,
                                     std::vector<int64_t>* block_start);
-// Stride-2 3x3 pattern convs (codegen_strided.cpp): with `phases` the input is split into its
-// four (row, column) parity phases in the arena's scratch (rows of qw floats, qp a phase plane),
-// then tiles of R output rows x T vectors keep their accumulators in registers; without (output
-// rows no whole number of vectors, OpenCL) the per-pixel form.
+// Stride-2 3x3 pattern convs (codegen_strided.cpp): the input split into its four (row, column)
+// parity phases in the arena's scratch (rows of qw floats, qp a phase plane), then tiles of R
+// output rows x T vectors keep their accumulators in registers. Flat (output rows no whole
+// number of vectors): R = 1, tiles of T vectors over the phase index u * qw + v (ev of them,
+// whole vectors), stored scattered. Every CPU target (OpenCL has a generator of its own).
 struct StridedSchedule {
-  bool phases = false;
+  bool phases = false, flat = false;
   int R = 1, T = 1;
-  int64_t qw = 0, qp = 0;
+  int64_t qw = 0, qp = 0, ev = 0;
 };
 StridedSchedule strided_schedule(const Op& op, const Target& t);
-// Dense strided 1x1 convs whose output rows are whole vectors: the pixels read gathered into the
-// scratch, then tiles of OB filters x T pixel vectors (else pc_conv1x1_k).
+// Dense strided 1x1 convs: the pixels read gathered into the scratch (np floats a channel,
+// whole vectors), then tiles of OB filters x T pixel vectors (flat: stored scattered, as rows
+// are no whole number of vectors).
 struct PointwiseSchedule {
-  bool ok = false;
+  bool ok = false, flat = false;
   int OB = 4, T = 1;
+  int64_t np = 0;
 };
 PointwiseSchedule pointwise_strided_schedule(const Op& op, const Target& t);
 void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                             size_t i, GenResult& res);
-// Scratch floats either takes (0: the per-pixel form, pc_conv1x1_k).
+// Scratch floats either takes.
 int64_t strided_scratch_floats(const Op& op, const Target& t);
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
                   GenResult& res);

@@ -1,10 +1,10 @@
 // Strided convs: stride-2 3x3 pattern convs (ResNet's down-sampling convs) and dense strided 1x1
-// ones (its projection shortcuts). For the 3x3 ones the input is first split into its
-// four phases (even/odd rows x even/odd columns, each a dense plane of the output's size plus one
-// row and column), so every tap of every output pixel reads one phase at unit stride: a tile of
-// R output rows x T vectors then keeps its accumulators in registers over all of a filter's
-// kernels, as the stride-1 row kernel does. Maps whose output rows are no whole number of vectors
-// keep the per-pixel form (each kernel's taps added into the output plane, stride-2 reads).
+// ones (its projection shortcuts). For the 3x3 ones the input is first split into its four
+// phases (even/odd rows x even/odd columns, each a dense plane of the output's size plus one row
+// and column), so every tap of every output pixel reads one phase at unit stride: a tile of R
+// output rows x T vectors then keeps its accumulators in registers over all of a filter's
+// kernels, as the stride-1 row kernel does. Where output rows are no whole number of vectors
+// (flat), vectors run over the phase planes' pixels row after row and are stored scattered.
 #include <algorithm>
 
 #include "core/error.h"
@@ -26,51 +26,28 @@ PhaseTap phase_tap(const Tap& tp) {
   return {2 * py + px, tp.dy == 1 ? 1 : 0, tp.dx == 1 ? 1 : 0, tp.j};
 }
 
-// The per-pixel form: the output plane accumulates one kernel at a time.
-void emit_strided_pixels(std::ostream& os, const Op& op, const Geom& gi, const Geom& go,
-                         const std::string& fn, int64_t woff, int64_t boff) {
-  const int M = static_cast<int>(op.plan.masks.size());
-  os << "static void " << fn
-     << "(const float* PC_RESTRICT in, float* PC_RESTRICT out, const uint32_t* PC_RESTRICT wts, "
-        "float*) {\n";
-  os << "  PC_OMP_FOR_CYCLIC\n  for (int p = 0; p < " << op.c << "; ++p) {\n";
-  os << "    const uint32_t* r = wts + " << woff << " + " << fn << "_off[p];\n";
-  os << "    const int* cnt = " << fn << "_cnt + p * " << M << ";\n";
-  os << "    const float bias = pc_f(wts[" << boff << " + p]);\n";
-  os << "    float* ob = out + (long)p * " << go.ps << " + " << go.org << ";\n";
-  os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
-     << "; ++x) ob[y * " << go.rs << " + x] = bias;\n";
-  for (int m = 0; m < M; ++m) {
-    const std::vector<Tap> taps = mask_taps(op.plan.masks[static_cast<size_t>(m)], op.k);
-    const int nt = static_cast<int>(taps.size());
-    os << "    // pattern " << m << ": mask 0x" << std::hex << op.plan.masks[static_cast<size_t>(m)]
-       << std::dec << "\n";
-    os << "    for (int n = cnt[" << m << "]; n > 0; --n, r += " << nt + 1 << ") {\n";
-    os << "      const float* ic = in + " << gi.org << " + (long)r[0] * " << gi.ps << ";\n";
-    for (const Tap& tp : taps)
-      os << "      const float w" << tp.j << " = pc_f(r[" << tp.j + 1 << "]);\n";
-    os << "      for (int y = 0; y < " << op.h << "; ++y) {\n";
-    os << "        const float* iy = ic + (long)(2 * y) * " << gi.rs << ";\n";
-    os << "        float* oy = ob + y * " << go.rs << ";\n";
-    os << "        for (int x = 0; x < " << op.w << "; ++x) oy[x] += ";
-    for (size_t k = 0; k < taps.size(); ++k)
-      os << (k ? " + " : "") << "w" << taps[k].j << " * iy[2 * x + "
-         << taps[k].dy * gi.rs + taps[k].dx << "]";
-    os << ";\n      }\n    }\n";
-  }
-  if (op.act != Act::None) {
-    os << "    for (int y = 0; y < " << op.h << "; ++y)\n      for (int x = 0; x < " << op.w
-       << "; ++x) {\n";
-    os << "        float v = ob[y * " << go.rs << " + x];\n        v = v > 0.0f ? v : 0.0f;\n";
-    if (op.act == Act::ReLU6) os << "        v = v < 6.0f ? v : 6.0f;\n";
-    os << "        ob[y * " << go.rs << " + x] = v;\n      }\n";
-  }
-  os << "  }\n}\n\n";
+// Stores T vectors of accumulators (`acc`0, `acc`1, ..) activated to the pixels whose index from
+// the plane's origin `e0` + lane is y * `row` + x, those with x < W and y < H only, at out + y * rs
+// + x: through a buffer, one float at a time (the flat forms, whose vectors cross rows).
+void emit_scatter_store(std::ostream& os, const Target& t, const Op& op, int T, int64_t row,
+                        const std::string& e0, const std::string& acc, const std::string& out,
+                        int64_t rs, const std::string& ind) {
+  const int V = t.vec;
+  os << ind << "{\n" << ind << "  alignas(64) float tmp[" << T * V << "];\n";
+  for (int x = 0; x < T; ++x)
+    os << ind << "  " << spell(t.store, {cat("tmp + ", x * V), vec_act(t, op.act, cat(acc, x))})
+       << ";\n";
+  os << ind << "  for (int j = 0; j < " << T * V << "; ++j) {\n";
+  os << ind << "    const int e = " << e0 << " + j, y = e / " << row << ", x = e - y * " << row
+     << ";\n";
+  os << ind << "    if (x < " << op.w << " && y < " << op.h << ") " << out << "[(long)y * " << rs
+     << " + x] = tmp[j];\n";
+  os << ind << "  }\n" << ind << "}\n";
 }
 
-// One tile of R rows x T vectors at (y0, x0) of filter p: accumulators from the bias, every
-// kernel's taps from the phases (each phase vector loaded once for the rows and taps using it),
-// activation, aligned stores.
+// One tile of R rows x T vectors at (y0, x0) of filter p (flat: one row of T vectors from phase
+// index x0): accumulators from the bias, every kernel's taps from the phases (each phase vector
+// loaded once for the rows and taps using it), activation, aligned stores (flat: scattered).
 void emit_phase_tile(std::ostream& os, const Target& t, const Op& op, const Geom& go,
                      const StridedSchedule& s, int R, int T, const std::string& y0,
                      const std::string& x0, int* kernels) {
@@ -119,8 +96,12 @@ void emit_phase_tile(std::ostream& os, const Target& t, const Op& op, const Geom
         }
     os << ind << "}\n";
   }
-  os << ind << "float* out = ob + (" << y0 << ") * " << go.rs << " + (" << x0 << ");\n";
-  emit_tile_store(os, t, op, go, R, T, ind);
+  if (s.flat) {
+    emit_scatter_store(os, t, op, T, s.qw, x0, "acc0_", "ob", go.rs, ind);
+  } else {
+    os << ind << "float* out = ob + (" << y0 << ") * " << go.rs << " + (" << x0 << ");\n";
+    emit_tile_store(os, t, op, go, R, T, ind);
+  }
   os << "    }\n";
 }
 
@@ -130,7 +111,7 @@ void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const 
                          const Geom& go, const StridedSchedule& s, const std::string& fn,
                          int64_t woff, int64_t boff, int* kernels) {
   const int V = t.vec;
-  const int H = op.h, W = op.w, WV = W / V;
+  const int H = op.h, W = op.w, WV = s.flat ? 0 : W / V;
   os << "static void " << fn
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT dst, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT q) {\n";
@@ -157,8 +138,9 @@ void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const 
   os << "    const int* cnt = " << fn << "_cnt + p * " << op.plan.masks.size() << ";\n";
   os << "    const float bias = pc_f(wts[" << boff << " + p]);\n";
   os << "    float* ob = dst + (long)p * " << go.ps << " + " << go.org << ";\n";
-  const int HR = H - H % s.R, WT = (WV - WV % s.T) * V;
-  const int R2 = H % s.R, T2 = WV % s.T;
+  const int TV = s.flat ? static_cast<int>(s.ev / V) : WV;  // vectors a tile row spans
+  const int HR = s.flat ? 0 : H - H % s.R, WT = (TV - TV % s.T) * V;
+  const int R2 = s.flat ? 0 : H % s.R, T2 = TV % s.T;
   auto row_block = [&](int R, const std::string& y0) {
     if (WT > 0) {
       os << "    for (int x0 = 0; x0 < " << WT << "; x0 += " << s.T * V << ")\n";
@@ -172,6 +154,7 @@ void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const 
     os << "    }\n";
   }
   if (R2 > 0) row_block(R2, cat(HR));
+  if (s.flat) row_block(1, "0");
   os << "  }\n}\n\n";
 }
 
@@ -180,12 +163,12 @@ void emit_strided_phases(std::ostream& os, const Target& t, const Op& op, const 
 PointwiseSchedule pointwise_strided_schedule(const Op& op, const Target& t) {
   PointwiseSchedule s;
   const int V = t.vec;
-  if (t.family == "opencl" || op.k != 1 || op.pad != 0 || op.groups != 1 || op.stride < 2 ||
-      op.w % V != 0)
-    return s;
+  if (t.family == "opencl" || op.k != 1 || op.pad != 0 || op.groups != 1 || op.stride < 2) return s;
   s.ok = true;
+  s.flat = op.w % V != 0;
   s.OB = std::min(4, op.c);
-  const int PV = op.h * op.w / V;  // pixel vectors
+  s.np = (int64_t{op.h} * op.w + V - 1) / V * V;
+  const int PV = static_cast<int>(s.np / V);  // pixel vectors
   for (int T = 1; T * s.OB <= t.acc_budget && T <= PV; ++T)
     if (PV % T == 0) s.T = T;
   return s;
@@ -193,14 +176,17 @@ PointwiseSchedule pointwise_strided_schedule(const Op& op, const Target& t) {
 
 // Dense 1x1 conv with stride S: the input pixels it reads gathered into the scratch as dense
 // planes (channel, pixel), then tiles of OB filters x T pixel vectors, accumulators in registers
-// over the channels; a vector of pixels lies in one output row (rows are whole vectors).
+// over the channels; a vector of pixels lies in one output row where rows are whole vectors, and
+// is scattered to the rows it covers otherwise (flat; the lanes past the map compute unused sums
+// of what the plane's rounding holds).
 void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P,
                             size_t i, GenResult& res) {
   const Op& op = dm.ops[i];
   const Geom& gi = P.geom[static_cast<size_t>(op.inputs[0])];
   const Geom& go = P.geom[i];
   const PointwiseSchedule s = pointwise_strided_schedule(op, t);
-  const int V = t.vec, C = op.in_c, NP = op.h * op.w;
+  const int V = t.vec, C = op.in_c;
+  const int64_t NP = s.np;  // pixels a gathered plane, rounded up to whole vectors
   const std::string fn = cat("L", i);
   os << "// " << op.source << ": dense 1x1 s" << op.stride << ", " << C << "x" << op.in_h << "x"
      << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w << ", tiles of " << s.OB
@@ -243,6 +229,14 @@ void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel
       os << in2 << "  }\n";
     }
     os << in2 << "}\n";
+    if (s.flat) {  // vectors cross rows
+      for (int o = 0; o < OB; ++o)
+        emit_scatter_store(os, t, op, s.T, op.w, "p0", cat("acc", o, "_"),
+                           cat("(dst + (long)(o0 + ", o, ") * ", go.ps, " + ", go.org, ")"), go.rs,
+                           in2);
+      os << ind << "}\n";
+      return;
+    }
     for (int x = 0; x < s.T; ++x) {
       os << in2 << "{\n"
          << in2 << "  const int p = p0 + " << x * V << ", y = p / " << op.w << ", x = p % " << op.w
@@ -271,15 +265,26 @@ void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel
                         {"name", op.name},
                         {"function", fn},
                         {"kind", "dense_1x1_strided"},
-                        {"form", "gathered"},
+                        {"form", s.flat ? "gathered_flat" : "gathered"},
                         {"tile", {{"filters", s.OB}, {"vectors", s.T}}}});
 }
 
 StridedSchedule strided_schedule(const Op& op, const Target& t) {
   StridedSchedule s;
   const int V = t.vec;
-  if (t.family == "opencl" || conv_kind(op) != ConvKind::SparseStrided || op.w % V != 0) return s;
+  if (t.family == "opencl" || conv_kind(op) != ConvKind::SparseStrided) return s;
   s.phases = true;
+  if (op.w % V != 0) {
+    // Flat: vectors run over phase index u * qw + v, so a tap is one offset (du * qw + dv) for
+    // every lane; the lanes at v = W and past the map compute what is never stored, and read
+    // up to qw + 1 floats past the last vector: the planes get that much room.
+    s.flat = true;
+    s.qw = op.w + 1;
+    s.ev = (int64_t{op.h} * s.qw + V - 1) / V * V;
+    s.T = static_cast<int>(std::min<int64_t>(s.ev / V, t.acc_budget));
+    s.qp = (s.ev + s.qw + 1 + V - 1) / V * V;
+    return s;
+  }
   const int WV = op.w / V;
   s.T = std::min({WV, t.max_tile_vecs, t.acc_budget});
   s.R = std::max(1, std::min(op.h, t.acc_budget / s.T));
@@ -289,7 +294,10 @@ StridedSchedule strided_schedule(const Op& op, const Target& t) {
 }
 
 int64_t strided_scratch_floats(const Op& op, const Target& t) {
-  if (op.k == 1) return pointwise_strided_schedule(op, t).ok ? int64_t{op.in_c} * op.h * op.w : 0;
+  if (op.k == 1) {
+    const PointwiseSchedule s = pointwise_strided_schedule(op, t);
+    return s.ok ? int64_t{op.in_c} * s.np : 0;
+  }
   const StridedSchedule s = strided_schedule(op, t);
   return s.phases ? int64_t{op.in_c} * 4 * s.qp : 0;
 }
@@ -309,20 +317,16 @@ void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, cons
      << "};\n";
   os << "static const int " << fn << "_cnt[" << op.plan.counts.size() << "] = {\n    "
      << array_lit(op.plan.counts) << "};\n";
-  os << "// " << op.source << ": sparse 3x3 s2 (" << (s.phases ? "input phases" : "per-pixel")
-     << "), " << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x"
-     << op.w << ", " << M << " masks\n";
+  os << "// " << op.source << ": sparse 3x3 s2 (input phases" << (s.flat ? ", flat" : "") << "), "
+     << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w
+     << ", " << M << " masks\n";
   nlohmann::json layer = {
       {"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}};
-  if (s.phases) {
-    emit_strided_phases(os, t, op, gi, go, s, fn, P.woff[i], P.boff[i], &res.pattern_kernels);
-    layer["form"] = "phases";
-    layer["tile"] = {{"rows", s.R}, {"vectors", s.T}};
-  } else {
-    emit_strided_pixels(os, op, gi, go, fn, P.woff[i], P.boff[i]);
-    res.pattern_kernels += M;
-    layer["form"] = "pixels";
-  }
+  PCONV_CHECK(s.phases, "layer \"", op.name, "\": internal error: no strided form for target ",
+              t.name);
+  emit_strided_phases(os, t, op, gi, go, s, fn, P.woff[i], P.boff[i], &res.pattern_kernels);
+  layer["form"] = s.flat ? "phases_flat" : "phases";
+  layer["tile"] = {{"rows", s.R}, {"vectors", s.T}};
   res.layers.push_back(layer);
 }
 

@@ -234,38 +234,6 @@ static inline void pc_zero_rows_k(float* b) {
   }
 }
 
-// Dense 1x1 conv, pad 0, stride S, geometry constant (a ResNet's projection shortcut): blocks of 4
-// output channels share each strided input row, copied once to a contiguous one, so every FMA
-// loop runs unit-stride over an output row held in L1. pc_conv_generic took 0.55 ms of ResNet-20's
-// 1.58 for each of its two (avx2, 1 thread; docs/deploy.md).
-template <int C, int O, int S, long RSI, long PSI, long ORGI, int HO, int WO, long RSO, long PSO,
-          long ORGO, int ACT>
-static inline void pc_conv1x1_k(const float* in, float* out, const float* w, const float* b) {
-  constexpr int OB = 4;
-  PC_OMP_FOR
-  for (int o0 = 0; o0 < O; o0 += OB) {
-    const int nb = O - o0 < OB ? O - o0 : OB;
-    for (int oy = 0; oy < HO; ++oy) {
-      float acc[OB][WO], row[WO];
-      for (int k = 0; k < nb; ++k)
-        for (int x = 0; x < WO; ++x) acc[k][x] = b[o0 + k];
-      const float* ip = in + ORGI + (long)oy * S * RSI;
-      for (int i = 0; i < C; ++i) {
-        const float* r = ip + (long)i * PSI;
-        for (int x = 0; x < WO; ++x) row[x] = r[(long)x * S];
-        for (int k = 0; k < nb; ++k) {
-          const float wk = w[(long)(o0 + k) * C + i];
-          for (int x = 0; x < WO; ++x) acc[k][x] += wk * row[x];
-        }
-      }
-      for (int k = 0; k < nb; ++k) {
-        float* op = out + (long)(o0 + k) * PSO + ORGO + (long)oy * RSO;
-        for (int x = 0; x < WO; ++x) op[x] = pc_act(acc[k][x], ACT);
-      }
-    }
-  }
-}
-
 // Dense conv with bounds checks (first layers with large kernels, odd strides, groups).
 static inline void pc_conv_generic(const float* in, pc_geom gi, float* out, pc_geom go,
                                    const float* w, const float* b, int K, int S, int P, int G,

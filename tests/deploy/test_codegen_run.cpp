@@ -210,11 +210,11 @@ TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
-// Dense 1x1 convs with stride 2 (ResNet projection shortcuts) whose output rows are no whole
-// number of vectors take pc_conv1x1_k (on c, one-lane vectors, the gathered form): 13x11 -> 7x6
-// with BN and ReLU, 6 filters (a block of 4 and a short one of 2), then 7x6 -> 4x3 with ReLU6 and
-// 5 filters; on c, avx2 and x86 with every op threaded, then on NaN-filled memory at 1-3 threads
-// (x86), against both oracles.
+// Dense 1x1 convs with stride 2 (ResNet projection shortcuts) gather the pixels they read: here
+// rows of 6 and 3 floats, no whole number of vectors but on c (flat: scattered stores): 13x11 ->
+// 7x6 with BN and ReLU, 6 filters (a block of 4 and a short one of 2), then 7x6 -> 4x3 with ReLU6
+// and 5 filters; on c, avx2 and x86 with every op threaded, then on NaN-filled memory at 1-3
+// threads (x86), against both oracles.
 TEST(DeployRun, PointwiseStridedConvs) {
   ModelFile m;
   Graph& g = m.graph;
@@ -233,8 +233,11 @@ TEST(DeployRun, PointwiseStridedConvs) {
     const std::string dir = work_dir(std::string("pointwise-kind-") + target);
     const CompileResult c = compile_in(m, "pointwise", target, dir);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
-    EXPECT_EQ(layer["r2"]["kind"], "dense_1x1_strided");
-    EXPECT_EQ(layer["r3"]["kind"], "dense_1x1_strided");
+    const bool flat = std::string(target) != "c";
+    for (const char* r : {"r2", "r3"}) {
+      EXPECT_EQ(layer[r]["kind"], "dense_1x1_strided") << r;
+      EXPECT_EQ(layer[r]["form"], flat ? "gathered_flat" : "gathered") << r;
+    }
     if (std::string(target) == "x86") check_poisoned_thread_counts(m, c, dir, 70);
   }
 }
@@ -243,9 +246,11 @@ TEST(DeployRun, PointwiseStridedConvs) {
 // activation, each halving the map, and a dense 1x1 stride-2 projection (BN) added to the
 // depthwise one's output. 29x80 gives outputs 15x40, 8x20, 4x10: ragged row blocks and, on AVX2
 // (5 vectors in tiles of 2), c and NEON, a ragged column block; 31x64 gives 16x32, 8x16, 4x8,
-// whole vectors for AVX-512 too. Rows that are no whole number of vectors take the per-pixel form
-// (the 1x1: pc_conv1x1_k). Every target here with every op threaded, then x86 on NaN-filled
-// memory at 1-3 threads (the phases are written by one loop and read by the next).
+// whole vectors for AVX-512 too. Rows that are no whole number of vectors run flat (vectors over
+// the phase planes' rows one after another, their lanes scattered to the output rows). Every
+// target here with every op threaded, then x86 on NaN-filled memory at 1-3 threads (the phases
+// are written by one loop and read by the next; the flat lanes past the map read what no one
+// wrote, and must not reach the output).
 namespace {
 ModelFile strided_model(int h, int w, uint64_t seed) {
   ModelFile m;
@@ -283,11 +288,11 @@ TEST(DeployRun, StridedConvsTakeInputPhases) {
       for (const char* r : {"r2", "r3", "c4"}) {
         out_w = (out_w + 1) / 2;
         EXPECT_EQ(layer[r]["kind"], "sparse_strided") << r;
-        EXPECT_EQ(layer[r]["form"], out_w % vec == 0 ? "phases" : "pixels") << r << " " << out_w;
+        EXPECT_EQ(layer[r]["form"], out_w % vec == 0 ? "phases" : "phases_flat")
+            << r << " " << out_w;
         if (std::string(r) == "r3") {
           EXPECT_EQ(layer["b5"]["kind"], "dense_1x1_strided");
-          EXPECT_EQ(layer["b5"].value("form", "pc_conv1x1_k"),
-                    out_w % vec == 0 ? "gathered" : "pc_conv1x1_k");
+          EXPECT_EQ(layer["b5"]["form"], out_w % vec == 0 ? "gathered" : "gathered_flat");
         }
       }
       if (target == "x86") check_poisoned_thread_counts(m, c, dir, 80);

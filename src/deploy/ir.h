@@ -95,7 +95,7 @@ struct DeployModel {
 // How the generated code computes a conv (a property of the layer, not of the target).
 enum class ConvKind {
   Sparse,         // stride 1, K in {1,3}, pad (K-1)/2: row-streamed pattern kernel (any tap masks)
-  SparseStrided,  // stride 2, K = 3, pad 1: per-pixel pattern kernel
+  SparseStrided,  // stride 2, K = 3, pad 1: from the input's four phases (codegen_strided.cpp)
   Generic,        // anything else: dense loop with bounds checks
 };
 ConvKind conv_kind(const Op& op);

@@ -32,6 +32,19 @@ inline ConvAttrs conv(int out, int k, int stride, int groups = 1) {
   return a;
 }
 
+// The classifier head most test models end with (global average pool, flatten, a linear of
+// `classes`) on x, then the weights: initialised from `seed`, BN randomised from seed + 1, the
+// pattern convs pruned to `patterns` patterns at connectivity `rate` (the first conv dense).
+inline void pooled_head(ModelFile& m, int x, int classes, uint64_t seed, int patterns = 4,
+                        double rate = 2.0) {
+  Graph& g = m.graph;
+  x = g.flatten("f", g.global_avg_pool("gap", x));
+  g.linear("fc", x, LinearAttrs{classes, true});
+  m.params = init_params(g, seed);
+  randomize_bn(m, seed + 1);
+  prune_model(m, patterns, rate, false);
+}
+
 // A map wider than two AVX-512 vectors with a ragged end (33), a residual add, stride 2 to
 // 5x17, a global pool; pruned to the 4 SCPs at connectivity 3.1.
 inline ModelFile wide_residual_model(uint64_t seed) {
@@ -43,12 +56,7 @@ inline ModelFile wide_residual_model(uint64_t seed) {
   y = g.batch_norm("b3", g.conv("c3", y, conv(24, 3, 1)));
   x = g.relu("r3", g.add("add", x, y));
   x = g.relu("r4", g.conv("c4", x, conv(40, 3, 2)));
-  x = g.global_avg_pool("gap", x);
-  x = g.flatten("f", x);
-  g.linear("fc", x, LinearAttrs{10, true});
-  m.params = init_params(g, seed);
-  randomize_bn(m, seed + 1);
-  prune_model(m, 4, 3.1, false);
+  pooled_head(m, x, 10, seed, 4, 3.1);
   return m;
 }
 
@@ -80,11 +88,7 @@ inline ModelFile block_model(uint64_t seed, int patterns = 4) {
   x = g.max_pool("p1", x, PoolAttrs{3, 2, 0});                             // 14x14
   x = g.conv("c3", x, conv(45, 3, 1));
   x = g.relu("r3", g.conv("c4", x, conv(19, 3, 1)));
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{5, true});
-  m.params = init_params(g, seed);
-  randomize_bn(m, seed + 1);
-  prune_model(m, patterns, 2.0, false);
+  pooled_head(m, x, 5, seed, patterns);
   return m;
 }
 

@@ -222,11 +222,7 @@ TEST(DeployRun, PointwiseStridedConvs) {
   x = g.relu("r1", g.conv("c1", x, conv(12, 3, 1)));
   x = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(6, 1, 2))));
   x = g.relu6("r3", g.conv("c3", x, conv(5, 1, 2)));
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{4, true});
-  m.params = init_params(g, 21);
-  randomize_bn(m, 22);
-  prune_model(m, 4, 2.0, false);
+  pooled_head(m, x, 4, 21);
   for (const char* target : {"c", "avx2", "x86"}) {
     SCOPED_TRACE(target);
     check_target(m, "pointwise", target);
@@ -260,12 +256,7 @@ ModelFile strided_model(int h, int w, uint64_t seed) {
   x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(20, 3, 2))));
   const int y = g.relu("r3", g.conv("c3", x, conv(20, 3, 2, 20)));
   x = g.relu("r5", g.add("add", y, g.batch_norm("b5", g.conv("c5", x, conv(20, 1, 2)))));
-  x = g.conv("c4", x, conv(24, 3, 2));
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{5, true});
-  m.params = init_params(g, seed);
-  randomize_bn(m, seed + 1);
-  prune_model(m, 4, 2.0, false);
+  pooled_head(m, g.conv("c4", x, conv(24, 3, 2)), 5, seed);
   return m;
 }
 }  // namespace

@@ -42,11 +42,7 @@ ModelFile split_model(uint64_t seed) {
   x = g.relu("r3", g.add("add", x, y));
   x = g.max_pool("p1", x, PoolAttrs{2, 2, 0});          // 7x7
   x = g.relu6("r4", g.conv("c4", x, conv(150, 3, 1)));  // packed (AVX-512) or rows, split
-  x = g.flatten("f", g.global_avg_pool("gap", x));
-  g.linear("fc", x, LinearAttrs{9, true});
-  m.params = init_params(g, seed);
-  randomize_bn(m, seed + 1);
-  prune_model(m, 4, 2.0, false);
+  pooled_head(m, x, 9, seed);
   return m;
 }
 
@@ -111,12 +107,7 @@ TEST(DeployRun, StationaryPackedLoadsAvx2) {
     x = g.relu("r1", g.conv("c1", x, conv(64, 3, 1)));
     x = g.relu6("r2", g.batch_norm("b2", g.conv("c2", x, conv(72, 3, 1))));
     x = g.max_pool("p1", x, PoolAttrs{2, 1, 0});  // 3x3
-    x = g.relu("r3", g.conv("c3", x, conv(50, 3, 1)));
-    x = g.flatten("f", g.global_avg_pool("gap", x));
-    g.linear("fc", x, LinearAttrs{7, true});
-    deep.params = init_params(g, 41);
-    randomize_bn(deep, 42);
-    prune_model(deep, 4, 2.0, false);
+    pooled_head(deep, g.relu("r3", g.conv("c3", x, conv(50, 3, 1))), 7, 41);
   }
   for (const auto& [name, m, layers, split] :
        {std::tuple<std::string, ModelFile, std::vector<std::string>, bool>{

@@ -213,8 +213,8 @@ TEST(DeployRun, RowsOfOneKibArePaddedAvx512) {
 // Dense 1x1 convs with stride 2 (ResNet projection shortcuts) gather the pixels they read: here
 // rows of 6 and 3 floats, no whole number of vectors but on c (flat: scattered stores): 13x11 ->
 // 7x6 with BN and ReLU, 6 filters (a block of 4 and a short one of 2), then 7x6 -> 4x3 with ReLU6
-// and 5 filters; on c, avx2 and x86 with every op threaded, then on NaN-filled memory at 1-3
-// threads (x86), against both oracles.
+// and 5 filters; on c, avx2, x86 and (under qemu, where installed) neon with every op threaded,
+// then on NaN-filled memory at 1-3 threads (x86), against both oracles.
 TEST(DeployRun, PointwiseStridedConvs) {
   ModelFile m;
   Graph& g = m.graph;
@@ -223,18 +223,21 @@ TEST(DeployRun, PointwiseStridedConvs) {
   x = g.relu("r2", g.batch_norm("b2", g.conv("c2", x, conv(6, 1, 2))));
   x = g.relu6("r3", g.conv("c3", x, conv(5, 1, 2)));
   pooled_head(m, x, 4, 21);
-  for (const char* target : {"c", "avx2", "x86"}) {
+  std::vector<std::string> targets = {"c", "avx2", "x86"};
+  if (std::system("which qemu-aarch64 aarch64-linux-gnu-g++ > /dev/null 2>&1") == 0)
+    targets.push_back("neon");
+  for (const std::string& target : targets) {
     SCOPED_TRACE(target);
     check_target(m, "pointwise", target);
-    const std::string dir = work_dir(std::string("pointwise-kind-") + target);
+    const std::string dir = work_dir("pointwise-kind-" + target);
     const CompileResult c = compile_in(m, "pointwise", target, dir);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
-    const bool flat = std::string(target) != "c";
+    const bool flat = target != "c";
     for (const char* r : {"r2", "r3"}) {
       EXPECT_EQ(layer[r]["kind"], "dense_1x1_strided") << r;
       EXPECT_EQ(layer[r]["form"], flat ? "gathered_flat" : "gathered") << r;
     }
-    if (std::string(target) == "x86") check_poisoned_thread_counts(m, c, dir, 70);
+    if (target == "x86") check_poisoned_thread_counts(m, c, dir, 70);
   }
 }
 

@@ -37,6 +37,13 @@ std::vector<int64_t> thread_load(const ConvPlan& P, int threads) {
   return load;
 }
 
+// The weight bytes a conv takes in weights.bin's terms: the packed records, but for the convs
+// every target stores dense (ConvKind::Generic: strided 1x1, generic), whose records (a channel
+// word per weight for a 1x1) would overstate them.
+int64_t stored_bytes(const Op& op) {
+  return conv_kind(op) == ConvKind::Generic ? op.plan.dense_bytes : op.plan.packed_bytes();
+}
+
 }  // namespace
 
 nlohmann::json analysis_json(const DeployModel& dm) {
@@ -78,10 +85,10 @@ nlohmann::json analysis_json(const DeployModel& dm) {
     L["thread_kernels_2"] = thread_load(P, 2);
     L["nonzero_macs"] = P.nonzero_macs;
     L["dense_macs"] = P.dense_macs;
-    L["packed_bytes"] = P.packed_bytes();
+    L["packed_bytes"] = stored_bytes(op);
     L["dense_bytes"] = P.dense_bytes;
     layers.push_back(L);
-    packed += P.packed_bytes();
+    packed += stored_bytes(op);
     dense += P.dense_bytes;
     nz += P.nonzero_macs;
     dm_macs += P.dense_macs;
@@ -113,12 +120,12 @@ std::string analysis_table(const DeployModel& dm) {
     io << op.in_c << "x" << op.in_h << "->" << op.c << "x" << op.h;
     kt << P.kept_kernels << "/" << P.total_kernels;
     kf << *mm.first << "-" << *mm.second;
-    pd << P.packed_bytes() / 1024 << "/" << P.dense_bytes / 1024;
+    pd << stored_bytes(op) / 1024 << "/" << P.dense_bytes / 1024;
     os << std::left << std::setw(16) << op.name.substr(0, 15) << std::setw(20) << io.str()
        << std::setw(6) << P.masks.size() << std::setw(18) << kt.str() << std::setw(10) << kf.str()
        << std::setw(22) << pd.str() << std::fixed << std::setprecision(1)
        << static_cast<double>(P.nonzero_macs) / 1e6 << "\n";
-    packed += P.packed_bytes();
+    packed += stored_bytes(op);
     dense += P.dense_bytes;
     nz += P.nonzero_macs;
   }

@@ -195,6 +195,25 @@ TEST(DeployPlan, AnalysisReportsEveryConv) {
   EXPECT_NE(analysis_table(dm).find("total packed"), std::string::npos);
 }
 
+// ResNet-20's projection shortcuts (dense strided 1x1) are stored dense in weights.bin: their
+// size is reported as such, not as the plan's records (a channel word per weight, twice as much).
+TEST(DeployPlan, AnalysisReportsDenseConvsAtTheirDenseSize) {
+  SynthOptions o;
+  o.arch = "resnet20";
+  o.conn_rate = 2.0;
+  DeployModel dm = lower(synth_model(o), "resnet20");
+  plan_convs(dm);
+  const nlohmann::json j = analysis_json(dm);
+  int shortcuts = 0;
+  for (const auto& L : j["conv_layers"])
+    if (L["shape"]["k"] == 1) {
+      ++shortcuts;
+      EXPECT_EQ(L["packed_bytes"], L["dense_bytes"]) << L["name"];
+    }
+  EXPECT_EQ(shortcuts, 2);
+  EXPECT_NE(analysis_table(dm).find("2/2"), std::string::npos);  // 16 -> 32: 2 KiB each way
+}
+
 TEST(DeployReference, ToleranceGrowsWithReductionLength) {
   ReferenceResult a, b;
   a.logits = b.logits = {1.f, -2.f};

@@ -42,6 +42,16 @@ ModelFile one_conv(int cin, int cout, int h, int w, int stride, double rate, boo
   return m;
 }
 
+// A synthesised model of `arch` at connectivity `rate`, lowered and planned.
+DeployModel planned_synth(const std::string& arch, double rate) {
+  SynthOptions o;
+  o.arch = arch;
+  o.conn_rate = rate;
+  DeployModel dm = lower(synth_model(o), arch);
+  plan_convs(dm);
+  return dm;
+}
+
 }  // namespace
 
 TEST(DeployFront, FoldsBatchNormKeepingZeros) {
@@ -178,11 +188,7 @@ TEST(DeployPlan, PermutationFoldsIntoNextConvButNotIntoResidualAdd) {
 }
 
 TEST(DeployPlan, AnalysisReportsEveryConv) {
-  SynthOptions o;
-  o.arch = "vgg16_cifar";
-  o.conn_rate = 8.8;
-  DeployModel dm = lower(synth_model(o), "vgg");
-  plan_convs(dm);
+  const DeployModel dm = planned_synth("vgg16_cifar", 8.8);
   const nlohmann::json j = analysis_json(dm);
   ASSERT_EQ(j["conv_layers"].size(), 13u);
   EXPECT_FALSE(j["conv_layers"][0]["pruned"].get<bool>());
@@ -198,11 +204,7 @@ TEST(DeployPlan, AnalysisReportsEveryConv) {
 // ResNet-20's projection shortcuts (dense strided 1x1) are stored dense in weights.bin: their
 // size is reported as such, not as the plan's records (a channel word per weight, twice as much).
 TEST(DeployPlan, AnalysisReportsDenseConvsAtTheirDenseSize) {
-  SynthOptions o;
-  o.arch = "resnet20";
-  o.conn_rate = 2.0;
-  DeployModel dm = lower(synth_model(o), "resnet20");
-  plan_convs(dm);
+  const DeployModel dm = planned_synth("resnet20", 2.0);
   const nlohmann::json j = analysis_json(dm);
   int shortcuts = 0;
   for (const auto& L : j["conv_layers"])

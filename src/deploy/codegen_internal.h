@@ -60,10 +60,10 @@ std::vector<uint32_t> small_map_records(const Op& op, const Target& t,
                                         std::vector<int64_t>* offsets, std::vector<int>* counts);
 std::vector<Tap> mask_taps(uint16_t mask, int K);
 // The channel-stationary form of a pattern conv (Target::mask_loadu): a channel's pixels are held
-// in registers, shifted once per tap (Target::alignz; AVX2: loaded one float off), and every kept
-// kernel of that channel adds its taps into its filter's accumulator vectors in an L1 buffer. Two
-// layouts of the pixels in lanes: packed (row after row, `band` 0: maps of up to 4 vectors, 4x4,
-// 7x7, 8x8) and one row a vector (maps at most a vector wide, 14x14, 16x16), swept in bands of
+// in registers, shifted once per tap (Target::alignz; AVX2: loaded, see packed_loads), and every
+// kept kernel of that channel adds its taps into its filter's accumulator vectors in an L1 buffer.
+// Two layouts of the pixels in lanes: packed (row after row, `band` 0: maps of up to 4 vectors,
+// 4x4, 7x7, 8x8) and one row a vector (maps at most a vector wide, 14x14, 16x16), swept in bands of
 // `band` rows. Filters are split into `groups` of `per_group` (one buffer each, `vectors` per
 // filter; threads take groups, or split channels).
 struct StationarySchedule {

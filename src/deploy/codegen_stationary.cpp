@@ -1,6 +1,7 @@
-// The channel-stationary form of the pattern convs (AVX-512; AVX2 with the sideways taps loaded
-// instead of shifted, rows layout only): its schedule, its records and its emitter. See
-// StationarySchedule in codegen_internal.h.
+// The channel-stationary form of the pattern convs (AVX-512; AVX2 with the taps loaded instead of
+// shifted: the sideways ones one float off in rows, every one from a packed copy of the input in
+// the packed layout): its schedule, its records and its emitter. See StationarySchedule in
+// codegen_internal.h.
 #include <algorithm>
 #include <functional>
 #include <ostream>
@@ -28,8 +29,9 @@ StationarySchedule stationary_schedule(const Op& op, const Target& t) {
       op.h * op.w < t.stationary_min_pixels || use_channel_lanes(op, t))
     return s;
   // Every tap's shifted copy of the channel stays in registers, beside the accumulators and the
-  // weights: at most Target::stationary_regs (R: AVX-512 26 of 32, AVX2 11 of 16). Packed (only
-  // with alignz): taps x vectors <= R - 2 (4 vectors, 8x8, for the 5 taps of the 4 SCPs). Rows:
+  // weights: at most Target::stationary_regs (R: AVX-512 26 of 32, AVX2 11 of 16). Packed: with
+  // alignz taps x vectors <= R - 2 (4 vectors, 8x8, for the 5 taps of the 4 SCPs), loaded from a
+  // packed copy (Target::stationary_packed_loads) <= R (AVX2: 2 vectors, 4x4 and 3x3). Rows:
   // a band's rows, the row above and below, and a copy per row of each tap off the centre
   // column (the up/down taps are the neighbouring rows themselves) <= R: for the 4 SCPs on
   // AVX-512 8 rows of one vector (14x14, 16x16), 3 of two (28x28), 1 of four (56x56); on AVX2 3

@@ -65,7 +65,8 @@ struct Target {
   // mask_storeu; see stationary_schedule in codegen_stationary.cpp): alignz = lanes of ($1:$2)
   // shifted down by $3 lanes, zeroed outside mask $0; mask_loadu_into = ($0 with the lanes of
   // mask $1 loaded from pointer $2). Without alignz (AVX2: no cross-lane shift of a vector pair)
-  // the sideways taps are masked loads one float off instead, and the packed layout is off.
+  // the rows layout's sideways taps are masked loads one float off instead, and the packed
+  // layout needs stationary_packed_loads.
   // Maps of at least stationary_min_pixels take it; a filter group's accumulators take at most
   // stationary_acc_bytes; the rows layout takes rows of at most stationary_max_row_vecs vectors;
   // a band's rows and tap copies take at most stationary_regs vector registers (the weights and

@@ -488,6 +488,15 @@ void emit_tile_store(std::ostream& os, const Target& t, const Op& op, const Geom
     }
 }
 
+void emit_dense_copy(std::ostream& os, const Geom& gi, int H, int W, int S, const std::string& dst,
+                     int64_t plane, const std::string& ind) {
+  os << ind << "const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
+  os << ind << "float* dc = " << dst << " + (long)c * " << plane << ";\n";
+  os << ind << "for (int y = 0; y < " << H << "; ++y)\n";
+  os << ind << "  for (int x = 0; x < " << W << "; ++x) dc[y * " << W << " + x] = ic[(long)y * "
+     << int64_t{S} * gi.rs << " + x" << (S > 1 ? cat(" * ", S) : "") << "];\n";
+}
+
 namespace {
 
 const char* act_code(Act a) {
@@ -1031,6 +1040,11 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
     const std::string out = cat("B", i);
     const std::string gin = geom_lit(P.geom[static_cast<size_t>(op.inputs[0])]);
     const std::string gout = geom_lit(P.geom[i]);
+    // The call of the layer function L<i> emitted for op i: input, output, weights, then `more`.
+    auto layer_fn = [&](const std::string& more) {
+      return cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W", more, ")");
+    };
+    const std::string arena_scratch = cat(", A + ", P.scratch_off);
     std::string call;
     switch (op.type) {
       case OpType::Conv:
@@ -1038,30 +1052,28 @@ std::string emit_model_source(const DeployModel& dm, const Target& t, const Plan
           case ConvKind::Sparse:
             if (use_channel_lanes(op, t)) {
               emit_channel_lanes(os, t, dm, P, i, res);
-              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+              call = layer_fn("");
             } else if (use_stationary(op, t) || use_small_map(op, t)) {
               if (use_stationary(op, t)) {
                 emit_stationary(os, t, dm, P, i, res);
-                call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather, A + ",
-                           P.scratch_off, ")");
+                call = layer_fn(", m->gather" + arena_scratch);
               } else {
                 emit_small_map(os, t, dm, P, i, res);
-                call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, m->gather)");
+                call = layer_fn(", m->gather");
               }
             } else {
               emit_sparse(os, t, dm, P, i, res);
-              call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W)");
+              call = layer_fn("");
             }
             break;
           case ConvKind::SparseStrided:
             emit_strided(os, t, dm, P, i, res);
-            call = cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
+            call = layer_fn(arena_scratch);
             break;
           case ConvKind::Generic:
             if (pointwise_strided_schedule(op, t).ok) {
               emit_pointwise_strided(os, t, dm, P, i, res);
-              call =
-                  cat("L", i, "(", buf(op.inputs[0]), ", ", out, ", W, A + ", P.scratch_off, ")");
+              call = layer_fn(arena_scratch);
               break;
             }
             call = cat("pc_conv_generic(", buf(op.inputs[0]), ", ", gin, ", ", out, ", ", gout,

@@ -140,7 +140,7 @@ std::vector<uint32_t> block_records(const Op& op, const Geom& gi, const Target& 
 // number of vectors): R = 1, tiles of T vectors over the phase index u * qw + v (ev of them,
 // whole vectors), stored scattered. Every CPU target (OpenCL has a generator of its own).
 struct StridedSchedule {
-  bool phases = false, flat = false;
+  bool ok = false, flat = false;
   int R = 1, T = 1;
   int64_t qw = 0, qp = 0, ev = 0;
 };
@@ -171,6 +171,11 @@ void emit_tile_body(std::ostream& os, const Target& t, const Op& op, const Geom&
 void emit_kernel_rows(std::ostream& os, const Target& t, const Op& op, const Geom& gi,
                       const std::vector<Tap>& taps, int R, int T, const std::string& ind,
                       bool zero_l, bool zero_r, bool zero_tb);
+// Inside a loop over channels `c`: channel c's H x W map, every S-th row and column of the tensor
+// at `in` (geometry gi), copied into a dense plane (rows of W floats) at `dst` + c * plane (the
+// strided 1x1 convs' gathered pixels, the AVX2 stationary form's packed copies).
+void emit_dense_copy(std::ostream& os, const Geom& gi, int H, int W, int S, const std::string& dst,
+                     int64_t plane, const std::string& ind);
 // Vector v through activation act (max with zero, then min with 6 for ReLU6).
 std::string vec_act(const Target& t, Act act, const std::string& v);
 std::string hex_mask(uint32_t m);  // a lane-mask literal for generated code

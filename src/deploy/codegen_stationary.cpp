@@ -517,11 +517,7 @@ void emit_stationary(std::ostream& os, const Target& t, const DeployModel& dm, c
   // the threads share the copying and wait for each other.
   auto pack = [&](const std::string& cb, const std::string& ce, const std::string& ind) {
     os << ind << "for (int c = " << cb << "; c < " << ce << "; ++c) {\n";
-    os << ind << "  const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
-    os << ind << "  float* pc = pk + (long)c * " << S.pack_stride << ";\n";
-    os << ind << "  for (int y = 0; y < " << op.h << "; ++y)\n";
-    os << ind << "    for (int x = 0; x < " << op.w << "; ++x) pc[y * " << op.w
-       << " + x] = ic[(long)y * " << gi.rs << " + x];\n";
+    emit_dense_copy(os, gi, op.h, op.w, 1, "pk", S.pack_stride, ind + "  ");
     os << ind << "}\n";
   };
   if (S.packed_loads && !S.split) {

@@ -195,11 +195,7 @@ void emit_pointwise_strided(std::ostream& os, const Target& t, const DeployModel
      << "(const float* PC_RESTRICT in, float* PC_RESTRICT dst, const uint32_t* PC_RESTRICT wts, "
         "float* PC_RESTRICT q) {\n";
   os << "  PC_OMP_FOR\n  for (int c = 0; c < " << C << "; ++c) {\n";
-  os << "    const float* ic = in + " << gi.org << " + (long)c * " << gi.ps << ";\n";
-  os << "    float* qc = q + (long)c * " << NP << ";\n";
-  os << "    for (int y = 0; y < " << op.h << "; ++y)\n";
-  os << "      for (int x = 0; x < " << op.w << "; ++x) qc[y * " << op.w << " + x] = ic[(long)y * "
-     << int64_t{op.stride} * gi.rs << " + x * " << op.stride << "];\n";
+  emit_dense_copy(os, gi, op.h, op.w, op.stride, "q", NP, "    ");
   os << "  }\n";
   os << "  const float* w = pc_fp(wts + " << P.woff[i] << ");\n";
   os << "  const float* b = pc_fp(wts + " << P.boff[i] << ");\n";
@@ -273,7 +269,7 @@ StridedSchedule strided_schedule(const Op& op, const Target& t) {
   StridedSchedule s;
   const int V = t.vec;
   if (t.family == "opencl" || conv_kind(op) != ConvKind::SparseStrided) return s;
-  s.phases = true;
+  s.ok = true;
   if (op.w % V != 0) {
     // Flat: vectors run over phase index u * qw + v, so a tap is one offset (du * qw + dv) for
     // every lane; the lanes at v = W and past the map compute what is never stored, and read
@@ -299,7 +295,7 @@ int64_t strided_scratch_floats(const Op& op, const Target& t) {
     return s.ok ? int64_t{op.in_c} * s.np : 0;
   }
   const StridedSchedule s = strided_schedule(op, t);
-  return s.phases ? int64_t{op.in_c} * 4 * s.qp : 0;
+  return s.ok ? int64_t{op.in_c} * 4 * s.qp : 0;
 }
 
 void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, const Plan& P, size_t i,
@@ -312,6 +308,7 @@ void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, cons
   const int M = static_cast<int>(op.plan.masks.size());
   const std::string fn = cat("L", i);
   const StridedSchedule s = strided_schedule(op, t);
+  PCONV_CHECK(s.ok, "layer \"", op.name, "\": internal error: no strided form for target ", t.name);
   std::vector<int64_t> offs(op.plan.filter_offset.begin(), op.plan.filter_offset.end());
   os << "static const int32_t " << fn << "_off[" << op.c << "] = {\n    " << array_lit(offs)
      << "};\n";
@@ -320,14 +317,14 @@ void emit_strided(std::ostream& os, const Target& t, const DeployModel& dm, cons
   os << "// " << op.source << ": sparse 3x3 s2 (input phases" << (s.flat ? ", flat" : "") << "), "
      << op.in_c << "x" << op.in_h << "x" << op.in_w << " -> " << op.c << "x" << op.h << "x" << op.w
      << ", " << M << " masks\n";
-  nlohmann::json layer = {
-      {"op", i}, {"name", op.name}, {"function", fn}, {"kind", "sparse_strided"}, {"masks", M}};
-  PCONV_CHECK(s.phases, "layer \"", op.name, "\": internal error: no strided form for target ",
-              t.name);
   emit_strided_phases(os, t, op, gi, go, s, fn, P.woff[i], P.boff[i], &res.pattern_kernels);
-  layer["form"] = s.flat ? "phases_flat" : "phases";
-  layer["tile"] = {{"rows", s.R}, {"vectors", s.T}};
-  res.layers.push_back(layer);
+  res.layers.push_back({{"op", i},
+                        {"name", op.name},
+                        {"function", fn},
+                        {"kind", "sparse_strided"},
+                        {"masks", M},
+                        {"form", s.flat ? "phases_flat" : "phases"},
+                        {"tile", {{"rows", s.R}, {"vectors", s.T}}}});
 }
 
 }  // namespace pconv::deploy

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "deploy/compiler.h"
 #include "deploy/verify.h"
@@ -47,6 +48,16 @@ inline std::map<std::string, nlohmann::json> layers_by_name(const CompileResult&
   std::map<std::string, nlohmann::json> layer;
   for (const auto& L : c.gen.layers) layer[L["name"].get<std::string>()] = L;
   return layer;
+}
+
+// Expects every named layer of `layer` (layers_by_name) to hold each of `fields`.
+inline void expect_layers(std::map<std::string, nlohmann::json> layer,
+                          const std::vector<std::string>& names,
+                          const std::map<std::string, nlohmann::json>& fields) {
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    for (const auto& [key, value] : fields) EXPECT_EQ(layer[name][key], value) << key;
+  }
 }
 
 // min_parallel_work 0 by default: every op threaded, as these models are small enough that the

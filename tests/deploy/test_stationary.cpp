@@ -72,11 +72,7 @@ TEST(DeployRun, StationaryRowsAvx512AndAvx2) {
     const CompileResult c = compile_in(m, "rows", k.target, dir);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
     EXPECT_EQ(layer["r1"]["kind"], "sparse");
-    for (const char* name : {"r2", "c3", "r3"}) {
-      SCOPED_TRACE(name);
-      EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
-      EXPECT_EQ(layer[name]["layout"], "rows");
-    }
+    expect_layers(layer, {"r2", "c3", "r3"}, {{"kind", "sparse_stationary"}, {"layout", "rows"}});
     EXPECT_EQ(layer["r2"]["row_segments"], k.r2_segments);
     EXPECT_EQ(layer["r2"]["band_rows"], 3);
     EXPECT_EQ(layer["r2"]["vectors"], k.r2_vectors);
@@ -118,11 +114,10 @@ TEST(DeployRun, StationaryPackedLoadsAvx2) {
     const std::string dir = work_dir(name + "-kind");
     const CompileResult c = compile_in(m, name, "avx2", dir);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
-    for (const std::string& l : layers) {
-      EXPECT_EQ(layer[l]["kind"], "sparse_stationary") << l;
-      EXPECT_EQ(layer[l]["layout"], "packed_loads") << l;
-      EXPECT_EQ(layer[l]["threads_split"], split ? "input channels" : "filters") << l;
-    }
+    expect_layers(layer, layers,
+                  {{"kind", "sparse_stationary"},
+                   {"layout", "packed_loads"},
+                   {"threads_split", split ? "input channels" : "filters"}});
     check_poisoned_thread_counts(m, c, dir, 43);
     setenv("PCONV_STATIONARY_PACKED_LOADS", "0", 1);
     const CompileResult off = compile_in(m, name, "avx2", work_dir(name + "-off"));
@@ -299,11 +294,8 @@ TEST(DeployRun, StationarySplitByChannelsAvx512AndAvx2) {
     const CompileResult c = compile_in(m, "split", target, dir);
     std::map<std::string, nlohmann::json> layer = layers_by_name(c);
     EXPECT_EQ(layer["r1"]["kind"], "sparse");
-    for (const char* name : {"r2", "c3", "r4"}) {
-      SCOPED_TRACE(name);
-      EXPECT_EQ(layer[name]["kind"], "sparse_stationary");
-      EXPECT_EQ(layer[name]["threads_split"], "input channels");
-    }
+    expect_layers(layer, {"r2", "c3", "r4"},
+                  {{"kind", "sparse_stationary"}, {"threads_split", "input channels"}});
     EXPECT_EQ(layer["r2"]["layout"], "rows");
     EXPECT_EQ(layer["r4"]["layout"], target == "avx512" ? "packed" : "rows");
     check_poisoned_thread_counts(m, c, dir, 40);

@@ -18,7 +18,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${PCONV_BUILD:-$repo/build}"
-[[ $# -eq 2 && $1 == bundle ]] || { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -eq 2 && $1 == bundle ]] || { sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 bundle=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -4,8 +4,9 @@
 # nothing but the runners, the inputs and an OpenCL driver.
 #
 #   scripts/opencl_device_check.sh bundle BUNDLE MODEL.h5[:LIMIT] ...
-#       for each model (named by its file, or by its folder for a model.h5): pconv-deploy --target opencl, runners built (plain, and with per-layer
-#       device times), the CIFAR-10 test images (all, or a class-balanced LIMIT) exported with
+#       for each model (named by its file, or by its folder for a model.h5): pconv-deploy
+#       --target opencl, runners built (plain, and with per-layer device times), the CIFAR-10
+#       test images (all, or a class-balanced LIMIT) exported with
 #       pconv-eval --export-inputs and gzipped; BUNDLE/run.sh is what the device runs.
 #   (on the device)  BUNDLE/run.sh OUT_DIR
 #       every model's logits over its images (runner --batch), then batch-1 latency and per-layer
@@ -18,7 +19,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${PCONV_BUILD:-$repo/build}/bin"
 usage() {
-  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^[^#]/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 }
 [[ $# -ge 2 ]] || usage

@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
     --reuse-torch) reuse=1 ;;
     --work) work="$2"; shift ;;
     --json) json="$2"; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "pytorch_roundtrip: unknown option $1" >&2; exit 2 ;;
   esac
   shift

@@ -16,7 +16,7 @@ for a in "$@"; do
   case "$a" in
     --fast) fast=1 ;;
     --fresh) fresh=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
     *) echo "quickstart: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -43,6 +43,14 @@ inline CompileResult compile_in(const ModelFile& m, const std::string& name,
   return compile_model(m, name, opt);
 }
 
+// Compiles m for target into work_dir(name) and returns the generated pconv_model.cpp.
+inline std::string generated_source(const ModelFile& m, const std::string& name,
+                                    const std::string& target) {
+  const std::string dir = work_dir(name);
+  compile_in(m, name, target, dir);
+  return read_text(dir + "/pconv_model.cpp");
+}
+
 // analysis.json's generated layers by name.
 inline std::map<std::string, nlohmann::json> layers_by_name(const CompileResult& c) {
   std::map<std::string, nlohmann::json> layer;

@@ -172,9 +172,7 @@ TEST(DeployCodegen, StationaryLoopsPrefetchTheLinesTheyLoadTwoChannelsAhead) {
     for (const char* target : {"avx512", "avx2"}) {
       const std::string name = model + "-" + target;
       SCOPED_TRACE(name);
-      const std::string dir = work_dir(name);
-      compile_in(m, name, target, dir);
-      std::istringstream src(read_text(dir + "/pconv_model.cpp"));
+      std::istringstream src(generated_source(m, name, target));
       int loops = 0;
       bool in_loop = false;
       int64_t org = -1, ps = 0;
@@ -244,9 +242,7 @@ TEST(DeployCodegen, StationaryBandsPrefetchTheOutputLinesTheirEpilogueStores) {
     for (const char* target : {"avx512", "avx2"}) {
       const std::string name = model + "-" + target;
       SCOPED_TRACE(name);
-      const std::string dir = work_dir(name);
-      compile_in(m, name, target, dir);
-      std::istringstream src(read_text(dir + "/pconv_model.cpp"));
+      std::istringstream src(generated_source(m, name, target));
       std::map<std::string, std::set<int64_t>> prefetched;  // band function -> po offsets
       std::string fn, called;
       std::set<int64_t> stored;
